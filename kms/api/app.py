@@ -1,0 +1,63 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from kms.api.routes import documents, health, local, search
+from kms.errors import Forbidden, InvalidInput, KmsError, NotFound, TooLarge
+from kms.search import SearchService
+from kms.services import Services
+
+log = logging.getLogger(__name__)
+
+
+def _web_dir() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("kms.web")))
+
+
+def create_app(services: Services, *, operator_token: str | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+
+    app = FastAPI(title="kms", version="0.1.0", lifespan=lifespan,
+                  description="Knowledge management and semantic search for HQ and missions.")
+    app.state.services = services
+    app.state.search = SearchService(services)
+    app.state.operator_token = operator_token
+    for router in (health.router, search.router, documents.router, local.router):
+        app.include_router(router)
+    _install_error_handlers(app)
+    app.mount("/", StaticFiles(directory=_web_dir(), html=True), name="web")
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    statuses: list[tuple[type[KmsError], int]] = [(NotFound, 404), (TooLarge, 413), (InvalidInput, 422),
+                                                  (Forbidden, 403)]
+
+    @app.exception_handler(KmsError)
+    async def kms_error(_request: Request, exc: KmsError) -> JSONResponse:
+        for cls, status in statuses:
+            if isinstance(exc, cls):
+                detail = "not found" if status == 404 else str(exc)
+                return JSONResponse({"detail": detail}, status_code=status)
+        log.error("unhandled kms error: %s", exc)
+        return JSONResponse({"detail": str(exc)}, status_code=500)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", [])), "msg": str(e.get("msg", ""))} for e in exc.errors()]
+        message = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in errors)
+        return JSONResponse({"detail": message or "invalid request", "errors": errors}, status_code=422)

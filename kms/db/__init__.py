@@ -1,0 +1,1 @@
+"""The registry database (SQLAlchemy; SQLite by default, PostgreSQL by URL)."""

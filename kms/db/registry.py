@@ -1,0 +1,50 @@
+"""Registry reads and writes: plain functions over a session, no HTTP and no Qdrant in here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from kms.config import Classification
+from kms.db.models import DocumentAccessRow, DocumentRow
+from kms.domain import Principal
+from kms.security.access import is_valid_token, registry_clause
+
+
+def get_document(session: Session, doc_id: str) -> DocumentRow | None:
+    return session.get(DocumentRow, doc_id)
+
+
+def readable_document(session: Session, doc_id: str, principal: Principal,
+                      classification: Classification) -> DocumentRow | None:
+    """The indexed document if `principal` may read it; None whether it is missing or hidden."""
+    statement = select(DocumentRow).where(
+        DocumentRow.doc_id == doc_id, DocumentRow.status == "indexed", registry_clause(principal, classification))
+    return session.scalars(statement).first()
+
+
+def readable_ids(session: Session, principal: Principal, classification: Classification) -> set[str]:
+    statement = select(DocumentRow.doc_id).where(
+        DocumentRow.status == "indexed", registry_clause(principal, classification))
+    return set(session.scalars(statement))
+
+
+def set_allow(session: Session, row: DocumentRow, allow: Sequence[str]) -> None:
+    """Store the allow list on the row and as access rows (only well-formed tokens grant access)."""
+    row.allow = list(allow)
+    session.execute(delete(DocumentAccessRow).where(DocumentAccessRow.doc_id == row.doc_id))
+    session.flush()
+    for token in sorted({t for t in allow if is_valid_token(t)}):
+        session.add(DocumentAccessRow(doc_id=row.doc_id, token=token))
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    rows = session.execute(select(DocumentRow.status, func.count()).group_by(DocumentRow.status))
+    return {status: int(count) for status, count in rows}
+
+
+def indexed_documents(session: Session) -> list[DocumentRow]:
+    return list(session.scalars(select(DocumentRow).where(DocumentRow.status == "indexed")
+                                .order_by(DocumentRow.doc_id)))

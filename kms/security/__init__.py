@@ -1,0 +1,1 @@
+"""Access rule, authentication and audit."""
