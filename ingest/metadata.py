@@ -25,8 +25,18 @@ log = logging.getLogger(__name__)
 
 SIDECAR_SUFFIXES = (".meta.json", ".meta.yaml", ".meta.yml")
 FOLDER_DEFAULTS = ".kms.yaml"
-FIELDS = ("doc_id", "title", "doc_number", "doc_type", "issuer", "issued_date", "language", "classification",
-          "owner_unit", "allow")
+FIELDS = (
+    "doc_id",
+    "title",
+    "doc_number",
+    "doc_type",
+    "issuer",
+    "issued_date",
+    "language",
+    "classification",
+    "owner_unit",
+    "allow",
+)
 DOC_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _SIDECAR_MAX_BYTES = 1 << 20
 
@@ -80,7 +90,9 @@ def default_doc_id(path: Path, root: Path) -> str:
     return f"{slug}-{digest}"
 
 
-def resolve(path: Path, root: Path, overrides: dict[str, Any], classification: Classification) -> dict[str, Any]:
+def resolve(
+    path: Path, root: Path, overrides: dict[str, Any], classification: Classification
+) -> dict[str, Any]:
     """Metadata people gave for `path`, validated; precedence CLI > sidecar > folder defaults."""
     merged: dict[str, Any] = {}
     for layer in (folder_defaults(path, root), read_sidecar(path), overrides):
@@ -158,13 +170,22 @@ def _allow(value: Any, _c: Classification) -> list[str]:
     tokens = [unicodedata.normalize("NFC", str(t)).strip() for t in items if str(t).strip()]
     bad = [t for t in tokens if not is_valid_token(t)]
     if bad:
-        raise IngestError(f"malformed access token {bad[0]!r}: use all-staff, unit:<unit>, group:<name> or user:<id>")
+        raise IngestError(
+            f"malformed access token {bad[0]!r}: use all-staff, unit:<unit>, group:<name> or user:<id>"
+        )
     return list(dict.fromkeys(tokens))
 
 
 _VALIDATORS = {
-    "doc_id": _doc_id, "title": _text, "doc_number": _text, "doc_type": _doc_type, "issuer": _text,
-    "issued_date": _date, "language": _language, "classification": _classification, "owner_unit": _unit,
+    "doc_id": _doc_id,
+    "title": _text,
+    "doc_number": _text,
+    "doc_type": _doc_type,
+    "issuer": _text,
+    "issued_date": _date,
+    "language": _language,
+    "classification": _classification,
+    "owner_unit": _unit,
     "allow": _allow,
 }
 

@@ -19,18 +19,28 @@ from kms.services import Services
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
 
-def build_pipeline(services: Services, *, embedder: Embedder | None = None,
-                   collection: str | None = None) -> Pipeline:
+def build_pipeline(
+    services: Services, *, embedder: Embedder | None = None, collection: str | None = None
+) -> Pipeline:
     pipeline = Pipeline()
-    pipeline.add_component("converter", FileConverter(
-        limits={"max_file_bytes": services.settings.max_upload_bytes}))
+    pipeline.add_component(
+        "converter", FileConverter(limits={"max_file_bytes": services.settings.max_upload_bytes})
+    )
     pipeline.add_component("cleaner", TextCleaner())
     pipeline.add_component("metadata", MetadataExtractor())
     pipeline.add_component("splitter", LegalSplitter())
-    pipeline.add_component("embedder", ChunkEmbedder(spec=services.settings.embedder,
-                                                     embedder=embedder or services.embedder))
-    pipeline.add_component("writer", ChunkWriter(store=services.store, sessions=services.sessions,
-                                                 classification=services.classification, collection=collection))
+    pipeline.add_component(
+        "embedder", ChunkEmbedder(spec=services.settings.embedder, embedder=embedder or services.embedder)
+    )
+    pipeline.add_component(
+        "writer",
+        ChunkWriter(
+            store=services.store,
+            sessions=services.sessions,
+            classification=services.classification,
+            collection=collection,
+        ),
+    )
     pipeline.connect("converter.documents", "cleaner.documents")
     pipeline.connect("cleaner.documents", "metadata.documents")
     pipeline.connect("metadata.documents", "splitter.documents")
@@ -41,7 +51,8 @@ def build_pipeline(services: Services, *, embedder: Embedder | None = None,
 
 def run_pipeline(pipeline: Pipeline, sources: list[str], meta: list[dict[str, Any]]) -> dict[str, Any]:
     """Run one batch; returns {"written": [...], "failed": [{"source_path", "error"}]}."""
-    result = pipeline.run({"converter": {"sources": sources, "meta": meta}},
-                          include_outputs_from={"converter", "cleaner"})
+    result = pipeline.run(
+        {"converter": {"sources": sources, "meta": meta}}, include_outputs_from={"converter", "cleaner"}
+    )
     failed = [*result.get("converter", {}).get("failed", []), *result.get("cleaner", {}).get("failed", [])]
     return {"written": result.get("writer", {}).get("written", []), "failed": failed}

@@ -29,7 +29,7 @@ def reindex(services: Services, progress: Progress | None = None) -> dict[str, A
     with services.sessions() as session:
         rows = indexed_documents(session)
     pipeline = build_pipeline(services, embedder=embedder, collection=target)
-    written, failed = 0, []
+    written, failed = 0, list[dict[str, str]]()
     with tempfile.TemporaryDirectory(prefix="kms-reindex-") as tmp:
         for start in range(0, len(rows), BATCH_FILES):
             batch = rows[start : start + BATCH_FILES]
@@ -47,8 +47,9 @@ def reindex(services: Services, progress: Progress | None = None) -> dict[str, A
     return {"collection": target, "documents": len(rows), "chunks": written, "failed": failed}
 
 
-def _materialise(services: Services, rows: list[DocumentRow], tmp: Path,
-                 failed: list[dict[str, str]]) -> tuple[list[str], list[dict[str, Any]]]:
+def _materialise(
+    services: Services, rows: list[DocumentRow], tmp: Path, failed: list[dict[str, str]]
+) -> tuple[list[str], list[dict[str, Any]]]:
     """Link each original under its file name (type detection looks at the name too)."""
     sources, metas = [], []
     for row in rows:
@@ -61,7 +62,9 @@ def _materialise(services: Services, rows: list[DocumentRow], tmp: Path,
         link = folder / (row.file_name or "document.txt")
         link.symlink_to(original)
         meta = {k: v for k, v in row.as_meta().items() if v not in (None, "")}
-        meta.update(sha256=row.sha256, meta_hash=row.meta_hash, source_path=row.source_path, file_name=row.file_name)
+        meta.update(
+            sha256=row.sha256, meta_hash=row.meta_hash, source_path=row.source_path, file_name=row.file_name
+        )
         sources.append(str(link))
         metas.append(meta)
     return sources, metas

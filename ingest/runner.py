@@ -59,8 +59,13 @@ def expand(paths: Iterable[Path]) -> Iterator[tuple[Path, Path]]:
             yield path, path.parent
 
 
-def ingest_paths(services: Services, paths: Iterable[Path], overrides: dict[str, Any] | None = None, *,
-                 progress: Progress | None = None) -> list[FileResult]:
+def ingest_paths(
+    services: Services,
+    paths: Iterable[Path],
+    overrides: dict[str, Any] | None = None,
+    *,
+    progress: Progress | None = None,
+) -> list[FileResult]:
     files = list(expand(paths))
     results: list[FileResult] = []
     pending: list[_Prepared] = []
@@ -86,8 +91,9 @@ def ingest_paths(services: Services, paths: Iterable[Path], overrides: dict[str,
     return sorted(results, key=lambda r: order.get(r.path, 0))
 
 
-def _prepare(services: Services, path: Path, root: Path, overrides: dict[str, Any],
-             seen_ids: set[str]) -> tuple[_Prepared | None, FileResult | None]:
+def _prepare(
+    services: Services, path: Path, root: Path, overrides: dict[str, Any], seen_ids: set[str]
+) -> tuple[_Prepared | None, FileResult | None]:
     try:
         if not path.is_file():
             raise IngestError("no such file")
@@ -101,13 +107,19 @@ def _prepare(services: Services, path: Path, root: Path, overrides: dict[str, An
         return None, FileResult(path=str(path), doc_id=None, status="failed", error=_reason(exc))
     doc_id = str(meta["doc_id"])
     if doc_id in seen_ids:
-        return None, FileResult(path=str(path), doc_id=doc_id, status="failed",
-                                error=f"duplicate doc_id {doc_id!r} in this batch")
+        return None, FileResult(
+            path=str(path), doc_id=doc_id, status="failed", error=f"duplicate doc_id {doc_id!r} in this batch"
+        )
     seen_ids.add(doc_id)
     digest, given_hash = sha256_bytes(data), metadata.meta_hash(meta)
     with services.sessions() as session:
         row = session.get(DocumentRow, doc_id)
-        if row is not None and row.status == "indexed" and row.sha256 == digest and row.meta_hash == given_hash:
+        if (
+            row is not None
+            and row.status == "indexed"
+            and row.sha256 == digest
+            and row.meta_hash == given_hash
+        ):
             return None, FileResult(path=str(path), doc_id=doc_id, status="unchanged", chunks=row.chunk_count)
     services.originals.put(data)  # the original is kept before anything is indexed from it
     meta.update(sha256=digest, meta_hash=given_hash, source_path=str(path), file_name=path.name)
@@ -129,18 +141,36 @@ def _run_batch(pipeline: Any, batch: list[_Prepared]) -> list[FileResult]:
     except Exception as exc:  # one broken batch must not stop the rest: retry file by file
         if len(batch) == 1:
             log.exception("ingestion failed for %s", batch[0].meta.get("doc_id"))
-            return [FileResult(path=str(batch[0].path), doc_id=batch[0].meta["doc_id"], status="failed",
-                               error=f"internal error: {exc}")]
+            return [
+                FileResult(
+                    path=str(batch[0].path),
+                    doc_id=batch[0].meta["doc_id"],
+                    status="failed",
+                    error=f"internal error: {exc}",
+                )
+            ]
         return [r for p in batch for r in _run_batch(pipeline, [p])]
     results = []
     for failure in outcome["failed"]:
         prepared = by_source.get(failure["source_path"])
-        results.append(FileResult(path=failure["source_path"], doc_id=prepared.meta["doc_id"] if prepared else None,
-                                  status="failed", error=failure["error"]))
+        results.append(
+            FileResult(
+                path=failure["source_path"],
+                doc_id=prepared.meta["doc_id"] if prepared else None,
+                status="failed",
+                error=failure["error"],
+            )
+        )
     sources = {p.meta["doc_id"]: str(p.path) for p in batch}
     for written in outcome["written"]:
-        results.append(FileResult(path=sources[written["doc_id"]], doc_id=written["doc_id"],
-                                  status=written["status"], chunks=written["chunks"]))
+        results.append(
+            FileResult(
+                path=sources[written["doc_id"]],
+                doc_id=written["doc_id"],
+                status=written["status"],
+                chunks=written["chunks"],
+            )
+        )
     return results
 
 

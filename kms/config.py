@@ -142,8 +142,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 def load_classification(config_dir: Path) -> Classification:
     data = _read_yaml(config_dir / "classification.yaml")
     levels = tuple(
-        Level(id=str(item["id"]), rank=rank, label_vi=str(item.get("label_vi", item["id"])),
-              label_en=str(item.get("label_en", item["id"])), colour=str(item.get("colour", "#555")))
+        Level(
+            id=str(item["id"]),
+            rank=rank,
+            label_vi=str(item.get("label_vi", item["id"])),
+            label_en=str(item.get("label_en", item["id"])),
+            colour=str(item.get("colour", "#555")),
+        )
         for rank, item in enumerate(data.get("levels") or [])
     )
     if not levels:
@@ -155,8 +160,11 @@ def load_classification(config_dir: Path) -> Classification:
 def load_units(config_dir: Path) -> tuple[Unit, ...]:
     data = _read_yaml(config_dir / "units.yaml")
     return tuple(
-        Unit(id=str(item["id"]), name_vi=str(item.get("name_vi", item["id"])),
-             name_en=str(item.get("name_en", item["id"])))
+        Unit(
+            id=str(item["id"]),
+            name_vi=str(item.get("name_vi", item["id"])),
+            name_en=str(item.get("name_en", item["id"])),
+        )
         for item in data.get("units") or []
     )
 

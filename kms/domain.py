@@ -6,8 +6,18 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal
 
-DOC_TYPES = ("resolution", "decree", "circular", "decision", "directive", "report", "cable", "guidance",
-             "minutes", "other")
+DOC_TYPES = (
+    "resolution",
+    "decree",
+    "circular",
+    "decision",
+    "directive",
+    "report",
+    "cable",
+    "guidance",
+    "minutes",
+    "other",
+)
 LANGUAGES = ("vi", "en")
 SearchMode = Literal["hybrid", "dense", "sparse"]
 ROLES = ("reader", "ingestor", "admin", "auditor")

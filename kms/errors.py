@@ -1,14 +1,14 @@
 """The kms exception tree. Callers catch `KmsError`; the API maps each class to one HTTP status.
 
-    KmsError
-    ├── ConfigError        bad settings or index_config/ YAML            (start-up stops)
-    ├── NotFound           missing, or not readable by the caller        404
-    ├── InvalidInput       a request or file the caller must fix         422
-    │   └── TooLarge       over a size limit                             413
-    ├── Forbidden          the caller's role does not allow the action   403 (never for document reads)
-    ├── IngestError        one file could not be ingested (reason kept)
-    ├── ModelMismatch      the index was built with another embedder
-    └── StoreBusy          the embedded store is owned by another process
+KmsError
+├── ConfigError        bad settings or index_config/ YAML            (start-up stops)
+├── NotFound           missing, or not readable by the caller        404
+├── InvalidInput       a request or file the caller must fix         422
+│   └── TooLarge       over a size limit                             413
+├── Forbidden          the caller's role does not allow the action   403 (never for document reads)
+├── IngestError        one file could not be ingested (reason kept)
+├── ModelMismatch      the index was built with another embedder
+└── StoreBusy          the embedded store is owned by another process
 """
 
 from __future__ import annotations

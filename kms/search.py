@@ -69,8 +69,12 @@ def filter_conditions(filters: SearchFilters) -> list[models.Condition]:
     if filters.year:
         conditions.append(models.FieldCondition(key="year", match=models.MatchAny(any=list(filters.year))))
     if filters.date_from or filters.date_to:
-        conditions.append(models.FieldCondition(key="issued_date", range=models.DatetimeRange(
-            gte=_midnight(filters.date_from), lte=_midnight(filters.date_to))))
+        conditions.append(
+            models.FieldCondition(
+                key="issued_date",
+                range=models.DatetimeRange(gte=_midnight(filters.date_from), lte=_midnight(filters.date_to)),
+            )
+        )
     return conditions
 
 
@@ -95,49 +99,62 @@ class SearchService:
         points = self._retrieve(plan, query_filter, candidates)
         pinned = self._exact_number_matches(plan, query_filter)
         groups = _group_by_document([*pinned, *points])
-        hits = [self._hit(point, text, score) for point, score in groups[query.offset : query.offset + query.k]]
+        hits = [
+            self._hit(point, text, score) for point, score in groups[query.offset : query.offset + query.k]
+        ]
         return SearchResult(results=hits, total=len(groups), facets=_facets([p for p, _ in groups]))
 
     def _access(self, principal: Principal) -> models.Filter | None:
         return access.qdrant_filter(principal, self.services.classification)
 
-    def _retrieve(self, plan: QueryPlan, query_filter: models.Filter | None,
-                  limit: int) -> list[models.ScoredPoint]:
+    def _retrieve(
+        self, plan: QueryPlan, query_filter: models.Filter | None, limit: int
+    ) -> list[models.ScoredPoint]:
         store = self.services.store
         prefetch: list[models.Prefetch] = []
         weights: list[float] = []
         if plan.dense > 0:
             vector = self.services.query_embedder.embed_queries([plan.text])[0].tolist()
-            prefetch.append(models.Prefetch(query=vector, using=store.layout.dense_name, filter=query_filter,
-                                            limit=limit))
+            prefetch.append(
+                models.Prefetch(query=vector, using=store.layout.dense_name, filter=query_filter, limit=limit)
+            )
             weights.append(plan.dense)
         sparse = encode_query(plan.text)
         for name, weight in ((LEX, plan.lex), (LEX_FOLDED, plan.folded)):
             if weight > 0 and sparse[name].indices:
-                prefetch.append(models.Prefetch(query=_sparse(sparse[name]), using=name, filter=query_filter,
-                                                limit=limit))
+                prefetch.append(
+                    models.Prefetch(query=_sparse(sparse[name]), using=name, filter=query_filter, limit=limit)
+                )
                 weights.append(weight)
         if not prefetch:
             return []
         if len(prefetch) == 1:
             only = prefetch[0]
-            return store.query(query=only.query, using=str(only.using), query_filter=query_filter, limit=limit)
-        return store.fused_query(prefetch=prefetch, weights=weights, k_rrf=RRF_K, query_filter=query_filter,
-                                 limit=limit)
+            return store.query(
+                query=only.query, using=str(only.using), query_filter=query_filter, limit=limit
+            )
+        return store.fused_query(
+            prefetch=prefetch, weights=weights, k_rrf=RRF_K, query_filter=query_filter, limit=limit
+        )
 
-    def _exact_number_matches(self, plan: QueryPlan,
-                              query_filter: models.Filter | None) -> list[models.ScoredPoint]:
+    def _exact_number_matches(
+        self, plan: QueryPlan, query_filter: models.Filter | None
+    ) -> list[models.ScoredPoint]:
         """Chunks of documents whose own number the query names: they rank first."""
         if not plan.doc_number_keys:
             return []
-        condition = models.FieldCondition(key="doc_number_key", match=models.MatchAny(any=list(plan.doc_number_keys)))
+        condition = models.FieldCondition(
+            key="doc_number_key", match=models.MatchAny(any=list(plan.doc_number_keys))
+        )
         combined = access.combine(query_filter, [condition])
         records = self.services.store.scroll(combined)
         best: dict[str, models.Record] = {}
         for record in records:
             payload = record.payload or {}
             doc_id = str(payload.get("doc_id"))
-            if doc_id not in best or payload.get("chunk_no", 0) < (best[doc_id].payload or {}).get("chunk_no", 0):
+            if doc_id not in best or payload.get("chunk_no", 0) < (best[doc_id].payload or {}).get(
+                "chunk_no", 0
+            ):
                 best[doc_id] = record
         return [models.ScoredPoint(id=r.id, version=0, score=1.0, payload=r.payload) for r in best.values()]
 
@@ -154,11 +171,16 @@ class SearchService:
             raise NotFound()
         exclude = models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))
         query_filter = models.Filter(must=[access_filter] if access_filter else None, must_not=[exclude])
-        points = self.services.store.recommend(positive=[str(c.id) for c in chunks[:8]], query_filter=query_filter,
-                                               limit=max(50, k * 6))
+        points = self.services.store.recommend(
+            positive=[str(c.id) for c in chunks[:8]], query_filter=query_filter, limit=max(50, k * 6)
+        )
         groups = _group_by_document(points)[:k]
-        return [_hit_from_payload(p.payload or {}, score, *make_snippet(str((p.payload or {}).get("text", "")), ""))
-                for p, score in groups]
+        return [
+            _hit_from_payload(
+                p.payload or {}, score, *make_snippet(str((p.payload or {}).get("text", "")), "")
+            )
+            for p, score in groups
+        ]
 
     def document(self, principal: Principal, doc_id: str) -> dict[str, Any]:
         with self.services.sessions() as session:
@@ -194,12 +216,21 @@ def _facets(points: list[models.ScoredPoint]) -> dict[str, dict[str, int]]:
     return facets
 
 
-def _hit_from_payload(payload: dict[str, Any], score: float, snippet: str,
-                      highlights: list[tuple[int, int]]) -> SearchHit:
+def _hit_from_payload(
+    payload: dict[str, Any], score: float, snippet: str, highlights: list[tuple[int, int]]
+) -> SearchHit:
     return SearchHit(
-        doc_id=str(payload.get("doc_id")), title=str(payload.get("title") or ""), doc_number=payload.get("doc_number"),
-        doc_type=str(payload.get("doc_type") or "other"), issuer=payload.get("issuer"),
-        issued_date=payload.get("issued_date"), language=str(payload.get("language") or "vi"),
-        classification=payload.get("classification"), owner_unit=payload.get("owner_unit"), score=round(score, 6),
-        snippet=snippet, highlights=[(int(a), int(b)) for a, b in highlights], chunk_no=int(payload.get("chunk_no", 0)),
+        doc_id=str(payload.get("doc_id")),
+        title=str(payload.get("title") or ""),
+        doc_number=payload.get("doc_number"),
+        doc_type=str(payload.get("doc_type") or "other"),
+        issuer=payload.get("issuer"),
+        issued_date=payload.get("issued_date"),
+        language=str(payload.get("language") or "vi"),
+        classification=payload.get("classification"),
+        owner_unit=payload.get("owner_unit"),
+        score=round(score, 6),
+        snippet=snippet,
+        highlights=[(int(a), int(b)) for a, b in highlights],
+        chunk_no=int(payload.get("chunk_no", 0)),
     )

@@ -24,7 +24,9 @@ def run_server(settings: Settings, *, host: str, port: int) -> None:
         raise StoreBusy(f"kms serve is already running for {settings.data_dir} (pid {existing['pid']})")
     services = Services.open(settings)
     token = write_operator_token(settings.token_file)
-    settings.serve_file.write_text(json.dumps({"pid": os.getpid(), "port": port, "host": host}), encoding="utf-8")
+    settings.serve_file.write_text(
+        json.dumps({"pid": os.getpid(), "port": port, "host": host}), encoding="utf-8"
+    )
     try:
         uvicorn.run(create_app(services, operator_token=token), host=host, port=port, log_level="info")
     finally:

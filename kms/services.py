@@ -48,10 +48,16 @@ class Services:
         layout = load_collection_layout(config_dir)
         engine = make_engine(settings.sqlalchemy_url)
         store = ChunkStore(open_client(settings), layout, embedded=not settings.qdrant_url)
-        services = cls(settings=settings, classification=load_classification(config_dir),
-                       units=load_units(config_dir), layout=layout, engine=engine,
-                       sessions=make_session_factory(engine), store=store,
-                       originals=OriginalStore(settings.originals_dir))
+        services = cls(
+            settings=settings,
+            classification=load_classification(config_dir),
+            units=load_units(config_dir),
+            layout=layout,
+            engine=engine,
+            sessions=make_session_factory(engine),
+            store=store,
+            originals=OriginalStore(settings.originals_dir),
+        )
         if check_model:
             services.ensure_index()
         return services

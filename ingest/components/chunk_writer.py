@@ -27,18 +27,28 @@ def access_payload(classification: Classification, level: str | None, allow: lis
     return {"classification": level, "classification_rank": classification.rank(level), "allow": list(allow)}
 
 
-def chunk_payload(meta: dict[str, Any], text: str, version: int,
-                  classification: Classification) -> dict[str, Any]:
+def chunk_payload(
+    meta: dict[str, Any], text: str, version: int, classification: Classification
+) -> dict[str, Any]:
     issued = meta.get("issued_date")
     payload: dict[str, Any] = {
-        "doc_id": meta["doc_id"], "version": version, "chunk_no": meta["chunk_no"], "text": text,
-        "heading": meta.get("heading") or "", "title": meta.get("title") or "",
+        "doc_id": meta["doc_id"],
+        "version": version,
+        "chunk_no": meta["chunk_no"],
+        "text": text,
+        "heading": meta.get("heading") or "",
+        "title": meta.get("title") or "",
         "doc_number": meta.get("doc_number"),
         "doc_number_key": doc_number_key(meta["doc_number"]) if meta.get("doc_number") else None,
-        "doc_type": meta.get("doc_type") or "other", "issuer": meta.get("issuer"), "issued_date": issued,
-        "year": int(str(issued)[:4]) if issued else None, "language": meta.get("language") or "vi",
-        "owner_unit": meta.get("owner_unit"), "origin_node": meta.get("origin_node"),
-        "start": meta.get("start", 0), "end": meta.get("end", 0),
+        "doc_type": meta.get("doc_type") or "other",
+        "issuer": meta.get("issuer"),
+        "issued_date": issued,
+        "year": int(str(issued)[:4]) if issued else None,
+        "language": meta.get("language") or "vi",
+        "owner_unit": meta.get("owner_unit"),
+        "origin_node": meta.get("origin_node"),
+        "start": meta.get("start", 0),
+        "end": meta.get("end", 0),
     }
     payload.update(access_payload(classification, meta.get("classification"), meta.get("allow") or []))
     if payload["classification_rank"] is None:
@@ -53,8 +63,14 @@ class ChunkWriter:
     Usage: `ChunkWriter(store=store, sessions=factory, classification=levels).run(documents=chunks)`
     """
 
-    def __init__(self, *, store: ChunkStore, sessions: Callable[[], Session], classification: Classification,
-                 collection: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        store: ChunkStore,
+        sessions: Callable[[], Session],
+        classification: Classification,
+        collection: str | None = None,
+    ) -> None:
         self.store = store
         self.sessions = sessions
         self.classification = classification
@@ -84,14 +100,21 @@ class ChunkWriter:
             if self.collection is not None and row is not None:
                 version = row.version  # rebuilding: same version, new collection
             if live and self.collection is None:
-                self.store.set_payload(doc_id, access_payload(self.classification, meta.get("classification"),
-                                                              meta.get("allow") or []))
+                self.store.set_payload(
+                    doc_id,
+                    access_payload(self.classification, meta.get("classification"), meta.get("allow") or []),
+                )
                 if self.classification.rank(meta.get("classification")) is None:
                     self.store.delete_payload_keys(doc_id, ["classification_rank"])
             points = [
-                ChunkPoint(doc_id=doc_id, version=version, chunk_no=int(c.meta["chunk_no"]),
-                           dense=list(c.embedding or []), sparse=c.meta["sparse"],
-                           payload=chunk_payload(c.meta, c.content or "", version, self.classification))
+                ChunkPoint(
+                    doc_id=doc_id,
+                    version=version,
+                    chunk_no=int(c.meta["chunk_no"]),
+                    dense=list(c.embedding or []),
+                    sparse=c.meta["sparse"],
+                    payload=chunk_payload(c.meta, c.content or "", version, self.classification),
+                )
                 for c in chunks
             ]
             self.store.upsert(points, collection=self.collection)
@@ -106,8 +129,9 @@ class ChunkWriter:
         return {"doc_id": doc_id, "status": status, "chunks": len(chunks), "version": version}
 
 
-def _fill_row(row: DocumentRow, meta: dict[str, Any], classification: Classification, *, version: int,
-              chunk_count: int) -> None:
+def _fill_row(
+    row: DocumentRow, meta: dict[str, Any], classification: Classification, *, version: int, chunk_count: int
+) -> None:
     issued = meta.get("issued_date")
     row.version = version
     row.status = "indexed"

@@ -32,10 +32,21 @@ class LegalSplitter:
         chunks: list[Document] = []
         for document in documents:
             text = document.content or ""
-            sections = split_text(text, target_words=self.target_words, max_words=self.max_words,
-                                  overlap_words=self.overlap_words)
+            sections = split_text(
+                text,
+                target_words=self.target_words,
+                max_words=self.max_words,
+                overlap_words=self.overlap_words,
+            )
             for number, section in enumerate(sections):
-                meta = {**document.meta, "chunk_no": number, "chunk_count": len(sections),
-                        "heading": section.heading, "start": section.start, "end": section.end, "doc_text": text}
+                meta = {
+                    **document.meta,
+                    "chunk_no": number,
+                    "chunk_count": len(sections),
+                    "heading": section.heading,
+                    "start": section.start,
+                    "end": section.end,
+                    "doc_text": text,
+                }
                 chunks.append(Document(content=section.text, meta=meta))
         return {"documents": chunks}

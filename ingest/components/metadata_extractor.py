@@ -16,12 +16,32 @@ log = logging.getLogger(__name__)
 
 _DATE_VI = re.compile(r"ngày\s+(\d{1,2})\s+tháng\s+(\d{1,2})\s+năm\s+(\d{4})", re.IGNORECASE)
 # Symbol part of a document number -> document type (Vietnamese administrative conventions).
-_TYPE_BY_SYMBOL = {"NQ": "resolution", "NĐ": "decree", "TT": "circular", "TTLT": "circular", "QĐ": "decision",
-                   "CT": "directive", "BC": "report", "HD": "guidance", "BB": "minutes"}
-_TYPE_BY_WORDS = [("nghị quyết", "resolution"), ("nghị định", "decree"), ("thông tư", "circular"),
-                  ("quyết định", "decision"), ("chỉ thị", "directive"), ("biên bản", "minutes"),
-                  ("hướng dẫn", "guidance"), ("điện", "cable"), ("báo cáo", "report"), ("cable", "cable"),
-                  ("minutes", "minutes"), ("report", "report"), ("guidance", "guidance")]
+_TYPE_BY_SYMBOL = {
+    "NQ": "resolution",
+    "NĐ": "decree",
+    "TT": "circular",
+    "TTLT": "circular",
+    "QĐ": "decision",
+    "CT": "directive",
+    "BC": "report",
+    "HD": "guidance",
+    "BB": "minutes",
+}
+_TYPE_BY_WORDS = [
+    ("nghị quyết", "resolution"),
+    ("nghị định", "decree"),
+    ("thông tư", "circular"),
+    ("quyết định", "decision"),
+    ("chỉ thị", "directive"),
+    ("biên bản", "minutes"),
+    ("hướng dẫn", "guidance"),
+    ("điện", "cable"),
+    ("báo cáo", "report"),
+    ("cable", "cable"),
+    ("minutes", "minutes"),
+    ("report", "report"),
+    ("guidance", "guidance"),
+]
 
 
 def guess_doc_type(doc_number: str | None, title: str) -> str:
@@ -87,6 +107,9 @@ class MetadataExtractor:
             meta.setdefault(key, None)
         meta.setdefault("allow", [])
         if not meta["classification"] or not meta["allow"]:
-            log.warning("document %s has no %s: it is stored but visible to nobody", meta.get("doc_id"),
-                        "classification" if not meta["classification"] else "allow list")
+            log.warning(
+                "document %s has no %s: it is stored but visible to nobody",
+                meta.get("doc_id"),
+                "classification" if not meta["classification"] else "allow list",
+            )
         return meta

@@ -27,8 +27,12 @@ class TextCleaner:
         for document in documents:
             text = clean_text(document.content or "")
             if not text:
-                failed.append({"source_path": str(document.meta.get("source_path", "")),
-                               "error": "empty document: no text found"})
+                failed.append(
+                    {
+                        "source_path": str(document.meta.get("source_path", "")),
+                        "error": "empty document: no text found",
+                    }
+                )
                 continue
             cleaned.append(Document(content=text, meta=dict(document.meta)))
         return {"documents": cleaned, "failed": failed}

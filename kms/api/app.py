@@ -31,8 +31,12 @@ def create_app(services: Services, *, operator_token: str | None = None) -> Fast
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
 
-    app = FastAPI(title="kms", version="0.1.0", lifespan=lifespan,
-                  description="Knowledge management and semantic search for HQ and missions.")
+    app = FastAPI(
+        title="kms",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Knowledge management and semantic search for HQ and missions.",
+    )
     app.state.services = services
     app.state.search = SearchService(services)
     app.state.operator_token = operator_token
@@ -44,8 +48,12 @@ def create_app(services: Services, *, operator_token: str | None = None) -> Fast
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    statuses: list[tuple[type[KmsError], int]] = [(NotFound, 404), (TooLarge, 413), (InvalidInput, 422),
-                                                  (Forbidden, 403)]
+    statuses: list[tuple[type[KmsError], int]] = [
+        (NotFound, 404),
+        (TooLarge, 413),
+        (InvalidInput, 422),
+        (Forbidden, 403),
+    ]
 
     @app.exception_handler(KmsError)
     async def kms_error(_request: Request, exc: KmsError) -> JSONResponse:

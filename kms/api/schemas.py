@@ -43,8 +43,13 @@ class SearchIn(BaseModel):
         return stripped
 
     def to_domain(self) -> SearchQuery:
-        return SearchQuery(query=self.query, k=self.k, offset=self.offset, mode=self.mode,
-                           filters=SearchFilters(**self.filters.model_dump()))
+        return SearchQuery(
+            query=self.query,
+            k=self.k,
+            offset=self.offset,
+            mode=self.mode,
+            filters=SearchFilters(**self.filters.model_dump()),
+        )
 
 
 class HitOut(BaseModel):

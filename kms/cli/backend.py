@@ -95,8 +95,11 @@ class LocalBackend:
 
 class RemoteBackend:
     def __init__(self, base_url: str, token: str) -> None:
-        self.client = httpx.Client(base_url=base_url, headers={"authorization": f"Bearer {token}"},
-                                   timeout=httpx.Timeout(10.0, read=None))
+        self.client = httpx.Client(
+            base_url=base_url,
+            headers={"authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(10.0, read=None),
+        )
 
     def _call(self, method: str, url: str, **kwargs: Any) -> Any:
         response = self.client.request(method, url, **kwargs)

@@ -18,8 +18,12 @@ from kms.config import Settings
 from kms.domain import SearchQuery
 from kms.errors import InvalidInput, KmsError, NotFound
 
-app = typer.Typer(help="kms: knowledge management and semantic search for HQ and missions.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="kms: knowledge management and semantic search for HQ and missions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND = 1, 2, 4
 
 
@@ -48,7 +52,9 @@ def _print_json(data: Any) -> None:
 def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files or folders (recursed).")],
     classification: Annotated[str | None, typer.Option(help="Classification for every file.")] = None,
-    owner_unit: Annotated[str | None, typer.Option("--owner-unit", help="Owner unit, e.g. hq/consular.")] = None,
+    owner_unit: Annotated[
+        str | None, typer.Option("--owner-unit", help="Owner unit, e.g. hq/consular.")
+    ] = None,
     allow: Annotated[list[str] | None, typer.Option(help="Access token (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per file.")] = False,
 ) -> None:
@@ -70,8 +76,10 @@ def ingest(
             _print_json({k: result[k] for k in ("path", "doc_id", "status", "chunks", "error")})
         else:
             reason = f"  ({result['error']})" if result["error"] else ""
-            typer.echo(f"{result['status']:<9} {result['doc_id'] or '-':<40} {result['chunks']:>4}  "
-                       f"{result['path']}{reason}")
+            typer.echo(
+                f"{result['status']:<9} {result['doc_id'] or '-':<40} {result['chunks']:>4}  "
+                f"{result['path']}{reason}"
+            )
     failed = sum(1 for r in results if r["status"] == "failed")
     typer.echo(f"{len(results)} files, {failed} failed", err=True)
     if failed:
@@ -99,8 +107,10 @@ def search(
         return
     for rank, hit in enumerate(result["results"], start=offset + 1):
         number = f" [{hit['doc_number']}]" if hit["doc_number"] else ""
-        typer.echo(f"{rank:>2}. {hit['title']}{number}  ({hit['doc_id']}, {hit['classification']}, "
-                   f"{hit['score']:.4f})")
+        typer.echo(
+            f"{rank:>2}. {hit['title']}{number}  ({hit['doc_id']}, {hit['classification']}, "
+            f"{hit['score']:.4f})"
+        )
         typer.echo(f"    {hit['snippet']}")
     typer.echo(f"{result['total']} documents", err=True)
 
@@ -188,7 +198,9 @@ def demo(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
+    )
     app()
 
 

@@ -5,23 +5,24 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from tqdm import tqdm
 
 
 @contextmanager
 def progress_bar(label: str, *, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    bar: tqdm[None] | None = None
+    bar: tqdm[Any] | None = None
 
     def report(done: int, total: int) -> None:
         nonlocal bar
         if not enabled:
             return
-        if bar is None:
-            bar = tqdm(total=total, desc=label, unit="file", file=sys.stderr, leave=False)
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+        current = bar or tqdm(total=total, desc=label, unit="file", file=sys.stderr, leave=False)
+        bar = current
+        current.total = total
+        current.n = done
+        current.refresh()
 
     try:
         yield report

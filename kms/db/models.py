@@ -49,10 +49,17 @@ class DocumentRow(Base):
 
     def as_meta(self) -> dict[str, Any]:
         return {
-            "doc_id": self.doc_id, "title": self.title, "doc_number": self.doc_number, "doc_type": self.doc_type,
-            "issuer": self.issuer, "issued_date": self.issued_date.isoformat() if self.issued_date else None,
-            "language": self.language, "classification": self.classification, "owner_unit": self.owner_unit,
-            "allow": list(self.allow or []), "origin_node": self.origin_node,
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "doc_number": self.doc_number,
+            "doc_type": self.doc_type,
+            "issuer": self.issuer,
+            "issued_date": self.issued_date.isoformat() if self.issued_date else None,
+            "language": self.language,
+            "classification": self.classification,
+            "owner_unit": self.owner_unit,
+            "allow": list(self.allow or []),
+            "origin_node": self.origin_node,
         }
 
 

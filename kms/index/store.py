@@ -113,8 +113,9 @@ class ChunkStore:
             return None
         meta = self.client.get_collection(name).config.metadata or {}
         points = self.client.count(name, exact=True).count
-        return IndexInfo(collection=name, model=str(meta.get("embedder", "")), dim=int(meta.get("dim", 0)),
-                         points=points)
+        return IndexInfo(
+            collection=name, model=str(meta.get("embedder", "")), dim=int(meta.get("dim", 0)), points=points
+        )
 
     def ensure_active(self, model: str, dim: int) -> str:
         """Open the live collection (creating the first one) and check it was built with `model`."""
@@ -132,19 +133,30 @@ class ChunkStore:
 
     def create_collection(self, model: str, dim: int) -> str:
         existing = [c.name for c in self.client.get_collections().collections]
-        numbers = [int(n.rsplit("_", 1)[1]) for n in existing if n.startswith(f"{self.alias}_")
-                   and n.rsplit("_", 1)[1].isdigit()]
+        numbers = [
+            int(n.rsplit("_", 1)[1])
+            for n in existing
+            if n.startswith(f"{self.alias}_") and n.rsplit("_", 1)[1].isdigit()
+        ]
         name = f"{self.alias}_{max(numbers, default=0) + 1}"
         self.client.create_collection(
             name,
-            vectors_config={self.layout.dense_name: models.VectorParams(
-                size=dim, distance=_DISTANCE[self.layout.distance.lower()], on_disk=self.layout.dense_on_disk)},
+            vectors_config={
+                self.layout.dense_name: models.VectorParams(
+                    size=dim,
+                    distance=_DISTANCE[self.layout.distance.lower()],
+                    on_disk=self.layout.dense_on_disk,
+                )
+            },
             sparse_vectors_config={
                 sparse_name: models.SparseVectorParams(
-                    modifier=models.Modifier.IDF if modifier == "idf" else models.Modifier.NONE)
+                    modifier=models.Modifier.IDF if modifier == "idf" else models.Modifier.NONE
+                )
                 for sparse_name, modifier in self.layout.sparse.items()
             },
-            hnsw_config=models.HnswConfigDiff(m=self.layout.hnsw_m, ef_construct=self.layout.hnsw_ef_construct),
+            hnsw_config=models.HnswConfigDiff(
+                m=self.layout.hnsw_m, ef_construct=self.layout.hnsw_ef_construct
+            ),
             metadata={"embedder": model, "dim": dim, "created": dt.datetime.now(dt.UTC).isoformat()},
         )
         if not self.embedded:  # local mode ignores payload indexes (and warns): only a server uses them
@@ -155,9 +167,14 @@ class ChunkStore:
     def swap_alias(self, collection: str) -> None:
         operations: list[models.AliasOperations] = []
         if self.active_collection() is not None:
-            operations.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias)))
-        operations.append(models.CreateAliasOperation(
-            create_alias=models.CreateAlias(collection_name=collection, alias_name=self.alias)))
+            operations.append(
+                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias))
+            )
+        operations.append(
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=collection, alias_name=self.alias)
+            )
+        )
         self.client.update_collection_aliases(change_aliases_operations=operations)
 
     def drop_collection(self, collection: str) -> None:
@@ -166,8 +183,11 @@ class ChunkStore:
 
     def other_collections(self) -> list[str]:
         active = self.active_collection()
-        return [c.name for c in self.client.get_collections().collections
-                if c.name.startswith(f"{self.alias}_") and c.name != active]
+        return [
+            c.name
+            for c in self.client.get_collections().collections
+            if c.name.startswith(f"{self.alias}_") and c.name != active
+        ]
 
     # ---- writes ------------------------------------------------------------------------------
     def upsert(self, chunks: Sequence[ChunkPoint], collection: str | None = None) -> None:
@@ -181,57 +201,116 @@ class ChunkStore:
         for name, sparse in chunk.sparse.items():
             if sparse.indices:
                 vector[name] = models.SparseVector(indices=sparse.indices, values=sparse.values)
-        return models.PointStruct(id=chunk_point_id(chunk.doc_id, chunk.version, chunk.chunk_no),
-                                  vector=vector, payload=chunk.payload)
+        return models.PointStruct(
+            id=chunk_point_id(chunk.doc_id, chunk.version, chunk.chunk_no),
+            vector=vector,
+            payload=chunk.payload,
+        )
 
-    def delete_document(self, doc_id: str, *, except_version: int | None = None,
-                        collection: str | None = None) -> None:
+    def delete_document(
+        self, doc_id: str, *, except_version: int | None = None, collection: str | None = None
+    ) -> None:
         must_not: list[models.Condition] = []
         if except_version is not None:
-            must_not.append(models.FieldCondition(key="version", match=models.MatchValue(value=except_version)))
+            must_not.append(
+                models.FieldCondition(key="version", match=models.MatchValue(value=except_version))
+            )
         selector = models.Filter(must=[_doc_condition(doc_id)], must_not=must_not or None)
-        self.client.delete(collection or self.alias, points_selector=models.FilterSelector(filter=selector),
-                           wait=True)
+        self.client.delete(
+            collection or self.alias, points_selector=models.FilterSelector(filter=selector), wait=True
+        )
 
     def set_payload(self, doc_id: str, payload: dict[str, Any], collection: str | None = None) -> None:
         """Overwrite fields on every chunk of a document (access changes take effect before returning)."""
-        self.client.set_payload(collection or self.alias, payload=payload,
-                                points=models.Filter(must=[_doc_condition(doc_id)]), wait=True)
+        self.client.set_payload(
+            collection or self.alias,
+            payload=payload,
+            points=models.Filter(must=[_doc_condition(doc_id)]),
+            wait=True,
+        )
 
     def delete_payload_keys(self, doc_id: str, keys: list[str], collection: str | None = None) -> None:
-        self.client.delete_payload(collection or self.alias, keys=keys,
-                                   points=models.Filter(must=[_doc_condition(doc_id)]), wait=True)
+        self.client.delete_payload(
+            collection or self.alias,
+            keys=keys,
+            points=models.Filter(must=[_doc_condition(doc_id)]),
+            wait=True,
+        )
 
     # ---- reads -------------------------------------------------------------------------------
     def count(self, query_filter: models.Filter | None) -> int:
         return self.client.count(self.alias, count_filter=query_filter, exact=True).count
 
-    def query(self, *, query: Any, using: str, query_filter: models.Filter | None, limit: int,
-              prefetch: list[models.Prefetch] | None = None) -> list[models.ScoredPoint]:
-        response = self.client.query_points(self.alias, query=query, using=using, prefetch=prefetch,
-                                            query_filter=query_filter, limit=limit, with_payload=True)
-        return response.points
-
-    def fused_query(self, *, prefetch: list[models.Prefetch], weights: list[float], k_rrf: int,
-                    query_filter: models.Filter | None, limit: int) -> list[models.ScoredPoint]:
+    def query(
+        self,
+        *,
+        query: Any,
+        using: str,
+        query_filter: models.Filter | None,
+        limit: int,
+        prefetch: list[models.Prefetch] | None = None,
+    ) -> list[models.ScoredPoint]:
         response = self.client.query_points(
-            self.alias, prefetch=prefetch, query=models.RrfQuery(rrf=models.Rrf(k=k_rrf, weights=weights)),
-            query_filter=query_filter, limit=limit, with_payload=True)
+            self.alias,
+            query=query,
+            using=using,
+            prefetch=prefetch,
+            query_filter=query_filter,
+            limit=limit,
+            with_payload=True,
+        )
         return response.points
 
-    def recommend(self, *, positive: list[str], query_filter: models.Filter | None,
-                  limit: int) -> list[models.ScoredPoint]:
+    def fused_query(
+        self,
+        *,
+        prefetch: list[models.Prefetch],
+        weights: list[float],
+        k_rrf: int,
+        query_filter: models.Filter | None,
+        limit: int,
+    ) -> list[models.ScoredPoint]:
         response = self.client.query_points(
-            self.alias, query=models.RecommendQuery(recommend=models.RecommendInput(positive=list(positive))),
-            using=self.layout.dense_name, query_filter=query_filter, limit=limit, with_payload=True)
+            self.alias,
+            prefetch=prefetch,
+            query=models.RrfQuery(rrf=models.Rrf(k=k_rrf, weights=weights)),
+            query_filter=query_filter,
+            limit=limit,
+            with_payload=True,
+        )
         return response.points
 
-    def scroll(self, query_filter: models.Filter | None, *, with_vectors: bool = False,
-               collection: str | None = None, batch: int = 256) -> Iterator[models.Record]:
+    def recommend(
+        self, *, positive: list[str], query_filter: models.Filter | None, limit: int
+    ) -> list[models.ScoredPoint]:
+        response = self.client.query_points(
+            self.alias,
+            query=models.RecommendQuery(recommend=models.RecommendInput(positive=list(positive))),
+            using=self.layout.dense_name,
+            query_filter=query_filter,
+            limit=limit,
+            with_payload=True,
+        )
+        return response.points
+
+    def scroll(
+        self,
+        query_filter: models.Filter | None,
+        *,
+        with_vectors: bool = False,
+        collection: str | None = None,
+        batch: int = 256,
+    ) -> Iterator[models.Record]:
         offset: Any = None
         while True:
-            records, offset = self.client.scroll(collection or self.alias, scroll_filter=query_filter, limit=batch,
-                                                 offset=offset, with_payload=True, with_vectors=with_vectors)
+            records, offset = self.client.scroll(
+                collection or self.alias,
+                scroll_filter=query_filter,
+                limit=batch,
+                offset=offset,
+                with_payload=True,
+                with_vectors=with_vectors,
+            )
             yield from records
             if offset is None:
                 return

@@ -20,8 +20,11 @@ from kms.config import Classification
 from kms.domain import Principal
 
 ALL_STAFF = "all-staff"
-_TOKEN = re.compile(r"^(all-staff|(user|group):[\w.@+-]{1,128}|unit:[\w.-]{1,64}(/[\w.-]{1,64}){0,7})$")
-_UNIT = re.compile(r"^[\w.-]{1,64}(/[\w.-]{1,64}){0,7}$")
+# A unit path segment starts with a letter or digit ("." and ".." are not units); at most 8 levels.
+_SEGMENT = r"[^\W_][\w.-]{0,63}"
+_UNIT_PATH = rf"{_SEGMENT}(?:/{_SEGMENT}){{0,7}}"
+_TOKEN = re.compile(rf"^(?:all-staff|(?:user|group):[\w.@+-]{{1,128}}|unit:{_UNIT_PATH})$")
+_UNIT = re.compile(rf"^{_UNIT_PATH}$")
 
 # A condition no point can satisfy: ranks are never negative. Used where a principal has no valid
 # clearance, so a filter can never degrade into "match everything".
@@ -107,6 +110,11 @@ def registry_clause(principal: Principal, classification: Classification) -> Col
     if clearance is None or not tokens:
         return false()
     allowed = select(DocumentAccessRow.doc_id).where(
-        DocumentAccessRow.doc_id == DocumentRow.doc_id, DocumentAccessRow.token.in_(tokens))
-    return and_(DocumentRow.classification_rank.is_not(None), DocumentRow.classification_rank >= 0,
-                DocumentRow.classification_rank <= clearance, allowed.exists())
+        DocumentAccessRow.doc_id == DocumentRow.doc_id, DocumentAccessRow.token.in_(tokens)
+    )
+    return and_(
+        DocumentRow.classification_rank.is_not(None),
+        DocumentRow.classification_rank >= 0,
+        DocumentRow.classification_rank <= clearance,
+        allowed.exists(),
+    )

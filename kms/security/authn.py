@@ -31,7 +31,9 @@ def write_operator_token(path: Path) -> str:
     return token
 
 
-def principal_from_bearer(services: Services, token: str | None, operator_token: str | None) -> Principal | None:
+def principal_from_bearer(
+    services: Services, token: str | None, operator_token: str | None
+) -> Principal | None:
     """Missing, unknown, revoked and expired credentials all give None (the caller answers 401)."""
     if not token:
         return None

@@ -6,9 +6,9 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Query, Response
 
+from ingest.runner import delete_document
 from kms.api.deps import CurrentPrincipal, OperatorPrincipal, SearchDep, ServicesDep
 from kms.api.schemas import DocumentOut, SimilarOut
-from ingest.runner import delete_document
 
 router = APIRouter(prefix="/api/v1/documents", tags=["documents"])
 
@@ -19,8 +19,9 @@ def get_document(doc_id: str, principal: CurrentPrincipal, service: SearchDep) -
 
 
 @router.get("/{doc_id}/similar", response_model=SimilarOut)
-def similar(doc_id: str, principal: CurrentPrincipal, service: SearchDep,
-            k: int = Query(default=10, ge=1, le=100)) -> SimilarOut:
+def similar(
+    doc_id: str, principal: CurrentPrincipal, service: SearchDep, k: int = Query(default=10, ge=1, le=100)
+) -> SimilarOut:
     return SimilarOut.model_validate({"results": [asdict(h) for h in service.similar(principal, doc_id, k)]})
 
 

@@ -1,0 +1,1 @@
+"""Haystack components of the ingestion pipeline (import each from its own module)."""

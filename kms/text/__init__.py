@@ -1,0 +1,1 @@
+"""Vietnamese text utilities: normalisation, document numbers, language, terms, legal chunking, snippets."""

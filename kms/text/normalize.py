@@ -1,0 +1,128 @@
+"""Unicode hygiene and diacritic folding for Vietnamese text.
+
+Vietnamese arrives from PDFs, Word files and keyboards in mixed normal forms, with invisible
+characters and odd spaces; everything downstream (matching, offsets, hashing) assumes the clean
+NFC form produced here. `fold`/`search_key` keep one output character per input character so that
+matches found in the folded text map straight back onto the original.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+
+__all__ = ["clean_text", "fold", "has_diacritics", "nfc", "search_key"]
+
+# Characters without a canonical decomposition that still carry a diacritic (stroke, bar).
+_EXTRA_FOLDS = {
+    "đ": "d",
+    "Đ": "D",
+    "ø": "o",
+    "Ø": "O",
+    "ł": "l",
+    "Ł": "L",
+    "ħ": "h",
+    "Ħ": "H",
+    "ŧ": "t",
+    "Ŧ": "T",
+}
+# Control characters that separate lines; turned into "\n" rather than deleted so words never fuse.
+_LINE_BREAKS = frozenset("\v\f\x1c\x1d\x1e\x85\u2028\u2029")
+_SPACE_RUN = re.compile(r"[ \t]+")
+_TRAILING_SPACE = re.compile(r"[ \t]+(?=\n)")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def nfc(text: str) -> str:
+    """Compose to NFC, the one form every stored and compared string uses."""
+    return unicodedata.normalize("NFC", text)
+
+
+def _clean_char(ch: str) -> str | None:
+    """What `clean_text` does with one character: keep, replace, or drop (None)."""
+    if ch in "\n\t":
+        return ch
+    if ch in _LINE_BREAKS:
+        return "\n"
+    category = unicodedata.category(ch)
+    if category == "Zs":
+        return " "
+    if category in ("Cc", "Cf", "Cs"):  # controls, zero-width chars, soft hyphen, BOM
+        return None
+    return ch
+
+
+class _CleanTable(dict[int, "str | None"]):
+    """`str.translate` table filled lazily, so each distinct character is classified once."""
+
+    def __missing__(self, codepoint: int) -> str | None:
+        value = _clean_char(chr(codepoint))
+        self[codepoint] = value
+        return value
+
+
+_CLEAN_TABLE = _CleanTable()
+
+
+def _collapse_spaces(match: re.Match[str]) -> str:
+    """Keep a tab if the run had one (column separator from tables), else a single space."""
+    return "\t" if "\t" in match.group() else " "
+
+
+def clean_text(text: str) -> str:
+    """Canonical form for storage and indexing: NFC, plain spaces, no invisible characters."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").translate(_CLEAN_TABLE)
+    text = _SPACE_RUN.sub(_collapse_spaces, nfc(text))
+    text = _TRAILING_SPACE.sub("", text)
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def _fold_char(ch: str) -> str:
+    """Base letter of a Latin letter with diacritics; any other character maps to itself."""
+    if ch in _EXTRA_FOLDS:
+        return _EXTRA_FOLDS[ch]
+    base = "".join(c for c in unicodedata.normalize("NFD", ch) if not unicodedata.combining(c))
+    if base != ch and len(base) == 1 and base.isalpha() and unicodedata.name(base, "").startswith("LATIN"):
+        return base
+    return ch
+
+
+def _search_char(ch: str) -> str:
+    """Folded lowercase form of one character; lowercasing that would change the length is skipped."""
+    folded = _fold_char(ch)
+    lower = folded.lower()
+    return lower if len(lower) == 1 else folded
+
+
+class _CharTable(dict[int, str]):
+    """Lazily cached per-character mapping usable with `str.translate`."""
+
+    def __init__(self, mapper: Callable[[str], str]) -> None:
+        super().__init__()
+        self._mapper = mapper
+
+    def __missing__(self, codepoint: int) -> str:
+        value = self._mapper(chr(codepoint))
+        self[codepoint] = value
+        return value
+
+
+_FOLD_TABLE = _CharTable(_fold_char)
+_SEARCH_TABLE = _CharTable(_search_char)
+
+
+def fold(text: str) -> str:
+    """Strip diacritics (ă→a, ệ→e, đ→d) keeping case and length, for accent-insensitive matching."""
+    return text.translate(_FOLD_TABLE)
+
+
+def has_diacritics(text: str) -> bool:
+    """True if the text has a Latin letter with a diacritic (or đ/Đ), i.e. folding would change it."""
+    composed = nfc(text)
+    return fold(composed) != composed
+
+
+def search_key(text: str) -> str:
+    """`fold(nfc(text)).lower()` computed per character, so offsets match the NFC text."""
+    return nfc(text).translate(_SEARCH_TABLE)

@@ -1,0 +1,112 @@
+"""HTTP API over the sample index: shapes, validation errors, 404s."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from kms.api.app import create_app
+from kms.services import Services
+
+TOKEN = "test-operator-token"
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def client(sample_services: Services) -> Iterator[TestClient]:
+    with TestClient(create_app(sample_services, operator_token=TOKEN)) as test_client:
+        yield test_client
+
+
+def test_search_returns_grouped_hits_with_highlights(client: TestClient) -> None:
+    response = client.post(
+        "/api/v1/search", json={"query": "nghị quyết chuyển đổi số ngành ngoại giao"}, headers=AUTH
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert set(body) == {"results", "total", "facets"}
+    ids = [hit["doc_id"] for hit in body["results"]]
+    assert len(ids) == len(set(ids))  # grouped by document
+    assert body["total"] >= len(ids) > 0
+    first = body["results"][0]
+    assert set(first) == {
+        "doc_id",
+        "title",
+        "doc_number",
+        "doc_type",
+        "issuer",
+        "issued_date",
+        "language",
+        "classification",
+        "owner_unit",
+        "score",
+        "snippet",
+        "highlights",
+        "chunk_no",
+    }
+    for start, end in first["highlights"]:
+        assert 0 <= start < end <= len(first["snippet"])
+    assert set(body["facets"]) >= {"doc_type", "issuer", "owner_unit", "language", "classification", "year"}
+
+
+@pytest.mark.parametrize("query", ["", "   ", "x" * 5000, "y" * 1001])
+def test_bad_queries_get_422_with_message(client: TestClient, query: str) -> None:
+    response = client.post("/api/v1/search", json={"query": query}, headers=AUTH)
+    assert response.status_code == 422
+    assert "query" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"query": "a", "k": 0},
+        {"query": "a", "k": 101},
+        {"query": "a", "mode": "x"},
+        {"query": "a", "offset": -1},
+        {"query": "a", "filters": {"bogus": [1]}},
+    ],
+)
+def test_bad_parameters_get_422(client: TestClient, body: dict[str, object]) -> None:
+    assert client.post("/api/v1/search", json=body, headers=AUTH).status_code == 422
+
+
+def test_offset_pages_through_documents(client: TestClient) -> None:
+    first = client.post("/api/v1/search", json={"query": "bảo hộ công dân", "k": 3}, headers=AUTH).json()
+    second = client.post(
+        "/api/v1/search", json={"query": "bảo hộ công dân", "k": 3, "offset": 3}, headers=AUTH
+    ).json()
+    assert not {h["doc_id"] for h in first["results"]} & {h["doc_id"] for h in second["results"]}
+
+
+def test_filters_restrict_results(client: TestClient) -> None:
+    body = client.post(
+        "/api/v1/search", json={"query": "báo cáo", "k": 20, "filters": {"language": ["en"]}}, headers=AUTH
+    ).json()
+    assert body["results"] and all(hit["language"] == "en" for hit in body["results"])
+
+
+def test_document_and_similar(client: TestClient) -> None:
+    hit = client.post("/api/v1/search", json={"query": "292/NQ-CP"}, headers=AUTH).json()["results"][0]
+    document = client.get(f"/api/v1/documents/{hit['doc_id']}", headers=AUTH).json()
+    assert document["doc_id"] == hit["doc_id"] and len(document["text"]) > 100
+    similar = client.get(f"/api/v1/documents/{hit['doc_id']}/similar?k=5", headers=AUTH).json()["results"]
+    assert 0 < len(similar) <= 5 and hit["doc_id"] not in {s["doc_id"] for s in similar}
+
+
+@pytest.mark.parametrize("path", ["/api/v1/documents/nope", "/api/v1/documents/nope/similar"])
+def test_missing_document_is_404(client: TestClient, path: str) -> None:
+    response = client.get(path, headers=AUTH)
+    assert response.status_code == 404 and response.json() == {"detail": "not found"}
+
+
+def test_no_credentials_is_401(client: TestClient) -> None:
+    assert client.post("/api/v1/search", json={"query": "a"}).status_code == 401
+    assert client.get("/api/v1/documents/x").status_code == 401
+
+
+def test_health_and_ui_are_public(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    assert "<form" in client.get("/").text

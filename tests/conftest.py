@@ -1,0 +1,44 @@
+"""Shared fixtures: one sample-corpus index per test run (real model, real embedded Qdrant, real SQLite)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ingest.runner import FileResult, ingest_paths
+from kms.config import Settings
+from kms.demo import samples_dir
+from kms.services import Services
+
+SHARED_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
+
+
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    return Settings(data_dir=data_dir, **overrides)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def sample_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """The bundled sample corpus, ingested once for the whole run. Treat as read-only."""
+    services = Services.open(make_settings(tmp_path_factory.mktemp("sample-data")))
+    results = ingest_paths(services, [samples_dir()])
+    failed = [r for r in results if r.status == "failed"]
+    assert not failed, failed
+    services.sample_results = results  # type: ignore[attr-defined]
+    yield services
+    services.close()
+
+
+@pytest.fixture(scope="session")
+def sample_results(sample_services: Services) -> list[FileResult]:
+    return list(sample_services.sample_results)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    """A fresh, empty data dir for tests that write."""
+    opened = Services.open(make_settings(tmp_path / "data"))
+    yield opened
+    opened.close()
