@@ -39,7 +39,8 @@ class Principal:
         return cls(user_id=name, clearance="top_secret", unit="", roles=ROLES, is_operator=True)
 
     def has_role(self, role: str) -> bool:
-        return self.is_operator or role in self.roles or "admin" in self.roles
+        """Roles are explicit: `admin` does not imply `auditor` or `reader` (separation of duties)."""
+        return self.is_operator or role in self.roles
 
 
 @dataclass

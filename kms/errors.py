@@ -6,6 +6,7 @@ KmsError
 ├── InvalidInput       a request or file the caller must fix         422
 │   └── TooLarge       over a size limit                             413
 ├── Forbidden          the caller's role does not allow the action   403 (never for document reads)
+├── Conflict           the thing to create already exists            409
 ├── IngestError        one file could not be ingested (reason kept)
 ├── ModelMismatch      the index was built with another embedder
 └── StoreBusy          the embedded store is owned by another process
@@ -36,6 +37,10 @@ class TooLarge(InvalidInput):
 
 
 class Forbidden(KmsError):
+    pass
+
+
+class Conflict(KmsError):
     pass
 
 

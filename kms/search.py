@@ -51,8 +51,10 @@ def plan_query(text: str, mode: str) -> QueryPlan:
     exact = bool(keys) or bool(_QUOTED.search(text))
     if mode == "sparse":
         return QueryPlan(text, 0.0, 1.0 if accented else 0.0, 1.0 if not accented else 0.5, keys)
-    if language == "en":  # English over Vietnamese text: lexical overlap is mostly noise
-        return QueryPlan(text, 1.0, 0.0, 0.15, keys)
+    if language == "en":
+        # English over Vietnamese text: lexical overlap is noise that favours English documents, and
+        # rank fusion lets even a small weight reorder close dense ranks. Exact numbers still pin.
+        return QueryPlan(text, 1.0, 0.0, 0.0, keys)
     if not accented:  # dense embeddings collapse on Vietnamese typed without diacritics
         return QueryPlan(text, 0.35, 0.0, 1.0, keys)
     if exact:

@@ -51,7 +51,7 @@ class SentenceTransformerEmbedder:
 
     @property
     def dim(self) -> int:
-        return int(self._get().get_sentence_embedding_dimension())
+        return int(self._get().get_embedding_dimension())
 
     def _get(self) -> Any:
         if self._model is None:
