@@ -9,10 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kms.errors import ConfigError
+
+
+# Asymmetric signature algorithms only: never `none`, never HMAC (a public key must not verify).
+OIDC_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
 
 
 def _packaged_config_dir() -> Path:
@@ -35,6 +41,34 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 50 * 2**20
     max_query_chars: int = 1000
     log_level: str = "INFO"
+    # OIDC bearer tokens (off unless KMS_OIDC_ISSUER is set); claims map to a principal via oidc.yaml.
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks: str = ""  # a JWKS file path, or an https:// URL fetched (and cached) by the server
+    oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
+    oidc_claims: Path | None = None  # None: oidc.yaml in the index config dir
+    oidc_leeway_s: int = Field(default=30, ge=0, le=300)
+
+    @model_validator(mode="after")
+    def _safe_oidc(self) -> Settings:
+        """Refuse unsafe OIDC settings at start-up, naming the variable to fix."""
+        if not self.oidc_issuer:
+            return self
+        if not self.oidc_audience:
+            raise ConfigError(
+                "KMS_OIDC_ISSUER is set but KMS_OIDC_AUDIENCE is not: tokens issued for any other "
+                "application would be accepted. Set KMS_OIDC_AUDIENCE to this service's client id."
+            )
+        if not self.oidc_jwks:
+            raise ConfigError("KMS_OIDC_ISSUER is set but KMS_OIDC_JWKS (a JWKS file or https URL) is not")
+        if self.oidc_jwks.startswith("http://"):
+            raise ConfigError("KMS_OIDC_JWKS must be a file path or an https:// URL, not http://")
+        bad = [a for a in self.oidc_algorithms if a not in OIDC_ALGORITHMS]
+        if bad or not self.oidc_algorithms:
+            raise ConfigError(
+                f"KMS_OIDC_ALGORITHMS may only list {', '.join(sorted(OIDC_ALGORITHMS))} (got {bad or 'none'})"
+            )
+        return self
 
     @field_validator("data_dir")
     @classmethod

@@ -9,7 +9,7 @@ stay aligned with the text.
 from __future__ import annotations
 
 import re
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from kms.text.docnumber import doc_number_key, doc_number_spans
@@ -85,11 +85,12 @@ def _find_matches(text: str, query: str) -> list[_Match]:
 def _best_start(text: str, matches: list[_Match], max_chars: int) -> int:
     """Start of the window holding the most distinct query terms (then most occurrences)."""
     starts = [m.start for m in matches]
+    ends = [m.end for m in matches]  # matches do not overlap, so ends are sorted too
     lead = min(_LEAD_CHARS, max_chars // 4)
     best, best_score = 0, (-1, -1)
     for match in matches:
         start = max(0, min(match.start - lead, len(text) - max_chars))
-        inside = [m for m in matches[bisect_left(starts, start) :] if m.end <= start + max_chars]
+        inside = matches[bisect_left(starts, start) : bisect_right(ends, start + max_chars)]
         score = (len({m.term for m in inside}), len(inside))
         if score > best_score:
             best, best_score = start, score
