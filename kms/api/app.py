@@ -10,11 +10,14 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
-from kms.api.routes import documents, health, local, search
-from kms.errors import Forbidden, InvalidInput, KmsError, NotFound, TooLarge
+from kms.api.deps import CredentialGate, route_authenticates
+from kms.api.routes import admin, admin_documents, alerts, audit, documents, health, local, me, search
+from kms.errors import ConfigError, Conflict, Forbidden, InvalidInput, KmsError, NotFound, TooLarge
 from kms.search import SearchService
+from kms.security.authn import Authenticator
 from kms.services import Services
 
 log = logging.getLogger(__name__)
@@ -40,8 +43,35 @@ def create_app(services: Services, *, operator_token: str | None = None) -> Fast
     app.state.services = services
     app.state.search = SearchService(services)
     app.state.operator_token = operator_token
-    for router in (health.router, search.router, documents.router, local.router):
+    app.state.authenticator = Authenticator(
+        sessions=services.sessions,
+        settings=services.settings,
+        classification=services.classification,
+        operator_token=operator_token,
+    )
+    routers = (
+        health.router,
+        search.router,
+        documents.router,
+        local.router,
+        admin.router,
+        audit.router,
+        me.router,
+        alerts.router,
+        admin_documents.router,
+    )
+    for router in routers:
         app.include_router(router)
+    # Fail closed at start-up: every route under a protected prefix must authenticate its caller.
+    gate = CredentialGate(app)  # only asked protects(); Starlette builds the middleware itself
+    for route in app.routes:
+        if (
+            isinstance(route, APIRoute)
+            and gate.protects(route.path)
+            and not route_authenticates(route.dependant)
+        ):
+            raise ConfigError(f"route {route.path} does not authenticate its caller (add CurrentPrincipal)")
+    app.add_middleware(CredentialGate)
     _install_error_handlers(app)
     app.mount("/", StaticFiles(directory=_web_dir(), html=True), name="web")
     return app
@@ -53,6 +83,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         (TooLarge, 413),
         (InvalidInput, 422),
         (Forbidden, 403),
+        (Conflict, 409),
     ]
 
     @app.exception_handler(KmsError)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kms import alerts
-from kms.api.deps import CurrentPrincipal, SearchDep
+from kms.api.deps import SearchDep, SearchPrincipal
 from kms.api.schemas import FiltersIn, HitOut
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
@@ -50,36 +50,44 @@ class AlertList(BaseModel):
 
 
 def _out(row: Any) -> SavedSearchOut:
-    return SavedSearchOut(id=row.id, name=row.name, query=row.query, filters=row.filters,
-                          created_at=row.created_at, seen_at=row.seen_at)
+    return SavedSearchOut(
+        id=row.id,
+        name=row.name,
+        query=row.query,
+        filters=row.filters,
+        created_at=row.created_at,
+        seen_at=row.seen_at,
+    )
 
 
 @router.get("/saved-searches", response_model=SavedSearchList)
-def list_saved(principal: CurrentPrincipal, search: SearchDep) -> SavedSearchList:
+def list_saved(principal: SearchPrincipal, search: SearchDep) -> SavedSearchList:
     rows = alerts.saved_searches(search, principal)
     return SavedSearchList(data=[_out(r) for r in rows], count=len(rows))
 
 
 @router.post("/saved-searches", response_model=SavedSearchOut, status_code=201)
-def create_saved(body: SavedSearchIn, principal: CurrentPrincipal, search: SearchDep) -> SavedSearchOut:
+def create_saved(body: SavedSearchIn, principal: SearchPrincipal, search: SearchDep) -> SavedSearchOut:
     filters = body.filters.model_dump(exclude_defaults=True, mode="json")
-    row = alerts.save_search(search, principal, name=body.name.strip(), query=body.query.strip(), filters=filters)
+    row = alerts.save_search(
+        search, principal, name=body.name.strip(), query=body.query.strip(), filters=filters
+    )
     return _out(row)
 
 
 @router.delete("/saved-searches/{saved_id}", status_code=204)
-def delete_saved(saved_id: int, principal: CurrentPrincipal, search: SearchDep) -> Response:
+def delete_saved(saved_id: int, principal: SearchPrincipal, search: SearchDep) -> Response:
     alerts.delete_saved_search(search, principal, saved_id)
     return Response(status_code=204)
 
 
 @router.get("/alerts", response_model=AlertList)
-def get_alerts(principal: CurrentPrincipal, search: SearchDep) -> AlertList:
+def get_alerts(principal: SearchPrincipal, search: SearchDep) -> AlertList:
     found = alerts.alerts(search, principal)
     return AlertList.model_validate({"alerts": found, "count": len(found)})
 
 
 @router.post("/alerts/seen", status_code=204)
-def alerts_seen(principal: CurrentPrincipal, search: SearchDep) -> Response:
+def alerts_seen(principal: SearchPrincipal, search: SearchDep) -> Response:
     alerts.mark_seen(search, principal)
     return Response(status_code=204)
