@@ -30,13 +30,17 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "IMAGE_EXTENSIONS",
     "SUPPORTED_EXTENSIONS",
     "ConversionError",
     "Converted",
     "Limits",
+    "check_content",
     "convert_bytes",
     "convert_file",
     "detect_type",
+    "image_type",
+    "pdf_page_texts",
 ]
 
 
@@ -69,6 +73,8 @@ DEFAULT_LIMITS = Limits()
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(
     {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".eml"}
 )
+# Scanned pages: converted to empty text for the OCR stage (only with `allow_textless_pdf`).
+IMAGE_EXTENSIONS: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 
 
 @dataclass(frozen=True)
@@ -113,11 +119,14 @@ def convert_bytes(
     """Convert the content `data` of a file called `name`.
 
     With `allow_textless_pdf`, a PDF none of whose pages has a text layer is returned with empty
-    text and `pages_without_text` filled (for a later OCR stage) instead of raising.
+    text and `pages_without_text` filled (for a later OCR stage) instead of raising, and so is a
+    PNG, JPEG or TIFF image (`file_type` "image", `pages_without_text` [1]).
     """
     _check_size(len(data), limits)
     if not data:
         raise ConversionError(_EMPTY)
+    if allow_textless_pdf and image_type(data) is not None:
+        return Converted(text="", title=None, file_type="image", pages_without_text=[1])
     label = "file"
     try:
         with _no_warnings_escape():
@@ -133,8 +142,9 @@ def convert_bytes(
             if file_type == "eml":
                 return _convert_eml(data, limits)
             text = _decode_text(data)
-            title = _markdown_title(text) if file_type == "md" else None
-            return _finish(text, title, file_type, limits)
+            if file_type == "md":
+                return _finish(strip_markdown(text), _markdown_title(text), "md", limits)
+            return _finish(text, None, file_type, limits)
     except ConversionError:
         raise
     except MemoryError:
@@ -145,6 +155,61 @@ def convert_bytes(
         raise ConversionError(f"{label} conversion failed: document structure is nested too deeply") from None
     except Exception as e:
         raise ConversionError(f"{label} conversion failed: {_describe(e)}") from e
+
+
+def image_type(data: bytes) -> str | None:
+    """The image kind (png, jpeg, tiff) when `data` starts like such an image (OCR input), else None."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data.startswith((b"II*\x00", b"MM\x00*")):
+        return "tiff"
+    return None
+
+
+def check_content(
+    name: str, data: bytes, *, limits: Limits = DEFAULT_LIMITS, allow_images: bool = False
+) -> str:
+    """The type of an upload judged by its content, or `ConversionError` with the reason it is refused.
+
+    Cheap checks only (magic bytes, text sniffing, a DOCX's zip directory against the decompression
+    limits), so an upload is refused before it is queued; conversion checks everything again.
+    """
+    _check_size(len(data), limits)
+    if not data:
+        raise ConversionError(_EMPTY)
+    if allow_images and image_type(data) is not None:
+        return "image"
+    with _no_warnings_escape():
+        file_type = _detect(name, data, limits)
+        if file_type == "docx":
+            try:
+                _check_docx_zip(data, limits)
+            except ConversionError:
+                raise
+            except Exception as e:
+                raise ConversionError(
+                    f"not a valid DOCX file (corrupt zip archive: {_describe(e)})"
+                ) from None
+    return file_type
+
+
+def pdf_page_texts(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> list[str]:
+    """The cleaned text layer of each page of a PDF ("" for a page without one), for merging OCR."""
+    from pypdf import PdfReader
+
+    with _no_warnings_escape():
+        try:
+            reader = PdfReader(io.BytesIO(data), strict=False)
+            if reader.is_encrypted:
+                reader.decrypt("")
+            pages = list(reader.pages)[: limits.max_pdf_pages]
+            return [_clean(page.extract_text() or "") for page in pages]
+        except (MemoryError, RecursionError):
+            raise
+        except Exception as e:
+            raise ConversionError(f"corrupt or truncated PDF: {_describe(e)}") from None
 
 
 def detect_type(name: str, data: bytes) -> str:
@@ -383,6 +448,27 @@ def _decode_text(data: bytes) -> str:
             f"not valid UTF-8 text (invalid byte 0x{body[e.start]:02x} at offset {e.start + offset}); "
             "save the file as UTF-8"
         ) from None
+
+
+# Markdown markup is removed line by line instead of rendering: a renderer reflows lines and drops
+# list numbers, and in legal texts those numbers are the clauses (Khoản 1., 2.) the splitter needs.
+_MD_LINE_MARKUP = re.compile(r"^ {0,3}(?:#{1,6}[ \t]+|>[ \t]?|[-*+][ \t]+(?=\S))")
+_MD_EMPHASIS = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+_MD_LINK = re.compile(r"!?\[([^\]\n]*)\]\([^)\n]*\)")
+_MD_RULE = re.compile(r"^ {0,3}(?:[-*_][ \t]*){3,}$|^ {0,3}(?:`{3,}|~{3,}).*$")
+
+
+def strip_markdown(text: str) -> str:
+    """Plain text from Markdown, keeping every line, list number and clause marker in place."""
+    lines = []
+    for line in text.split("\n"):
+        if _MD_RULE.match(line):
+            lines.append("")
+            continue
+        line = _MD_LINE_MARKUP.sub("", line)
+        line = _MD_LINK.sub(r"\1", _MD_EMPHASIS.sub(r"\2", line))
+        lines.append(re.sub(r"[ \t]+#+[ \t]*$", "", line))
+    return "\n".join(lines)
 
 
 _MD_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")

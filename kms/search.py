@@ -26,7 +26,11 @@ from kms.text.normalize import has_diacritics, nfc
 from kms.text.snippets import make_snippet
 
 FACET_FIELDS = ("doc_type", "issuer", "owner_unit", "year", "language", "classification")
-RRF_K = 60
+# Qdrant's weighted RRF scores a rank r (1-based) as 1 / (r / weight + k - 1): the weight stretches the
+# rank, it does not scale the score. With the textbook k = 60 every weight between 0.3 and 1 gives
+# nearly the same score (rank 1: 1/60 vs 1/61.9), so weights would do almost nothing; with k = 2
+# (Qdrant's default) they act as intended (rank 1: 0.5 at weight 1 vs 0.26 at weight 0.35).
+RRF_K = 2
 _QUOTED = re.compile(r"\"([^\"]+)\"|“([^”]+)”")
 
 
@@ -76,6 +80,12 @@ def filter_conditions(filters: SearchFilters) -> list[models.Condition]:
                 key="issued_date",
                 range=models.DatetimeRange(gte=_midnight(filters.date_from), lte=_midnight(filters.date_to)),
             )
+        )
+    if filters.doc_ids is not None:
+        conditions.append(
+            models.FieldCondition(key="doc_id", match=models.MatchAny(any=list(filters.doc_ids)))
+            if filters.doc_ids
+            else access.MATCH_NOTHING
         )
     return conditions
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages kms's tests use, only those missing. Needs root (CI runs as root).
 set -euo pipefail
-packages=(fonts-dejavu-core)
+packages=(fonts-dejavu-core chromium)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
