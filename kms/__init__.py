@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+# Haystack would phone home on first import; nothing here may reach the outside network.
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
+
 from kms.config import Settings
 from kms.domain import Principal, SearchHit, SearchQuery
 

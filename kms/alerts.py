@@ -30,11 +30,16 @@ def saved_searches(search: SearchService, principal: Principal) -> list[SavedSea
         return list(session.scalars(statement.order_by(SavedSearchRow.id)))
 
 
-def save_search(search: SearchService, principal: Principal, *, name: str, query: str,
-                filters: dict[str, Any]) -> SavedSearchRow:
+def save_search(
+    search: SearchService, principal: Principal, *, name: str, query: str, filters: dict[str, Any]
+) -> SavedSearchRow:
     SearchFilters(**filters)  # reject unknown filter fields now, not when alerts run
     with search.services.sessions() as session:
-        count = len(list(session.scalars(select(SavedSearchRow.id).where(SavedSearchRow.user_id == principal.user_id))))
+        count = len(
+            list(
+                session.scalars(select(SavedSearchRow.id).where(SavedSearchRow.user_id == principal.user_id))
+            )
+        )
         if count >= MAX_SAVED_PER_USER:
             raise InvalidInput(f"at most {MAX_SAVED_PER_USER} saved searches per user")
         row = SavedSearchRow(user_id=principal.user_id, name=name or query[:80], query=query, filters=filters)
@@ -71,17 +76,26 @@ def alerts(search: SearchService, principal: Principal) -> list[dict[str, Any]]:
         if not doc_ids:
             continue
         filters = SearchFilters(**{**saved.filters, "doc_ids": doc_ids})
-        result = search.search(principal, SearchQuery(query=saved.query, k=ALERT_HITS, mode="sparse", filters=filters))
+        result = search.search(
+            principal, SearchQuery(query=saved.query, k=ALERT_HITS, mode="sparse", filters=filters)
+        )
         if result.results:
-            found.append({"saved_search_id": saved.id, "name": saved.name, "query": saved.query,
-                          "results": [asdict(hit) for hit in result.results]})
+            found.append(
+                {
+                    "saved_search_id": saved.id,
+                    "name": saved.name,
+                    "query": saved.query,
+                    "results": [asdict(hit) for hit in result.results],
+                }
+            )
     return found
 
 
 def mark_seen(search: SearchService, principal: Principal) -> None:
     with search.services.sessions() as session:
         session.execute(
-            update(SavedSearchRow).where(SavedSearchRow.user_id == principal.user_id).values(seen_at=utcnow()))
+            update(SavedSearchRow).where(SavedSearchRow.user_id == principal.user_id).values(seen_at=utcnow())
+        )
         session.commit()
 
 

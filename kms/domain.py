@@ -85,6 +85,7 @@ class SearchFilters:
     year: list[int] = field(default_factory=list)
     date_from: dt.date | None = None
     date_to: dt.date | None = None
+    doc_ids: list[str] | None = None  # internal (alerts): restrict to these documents; [] matches nothing
 
 
 @dataclass

@@ -18,11 +18,12 @@ from kms.db.registry import readable_document
 from kms.domain import Principal, SearchFilters, SearchHit, SearchQuery, SearchResult
 from kms.errors import InvalidInput, NotFound
 from kms.index.sparse import LEX, LEX_FOLDED, SparseVec, encode_query
+from kms.rerank import Reranker, create_reranker
 from kms.security import access
 from kms.services import Services
 from kms.text.docnumber import doc_number_key, find_doc_numbers
 from kms.text.language import detect_language
-from kms.text.normalize import has_diacritics, nfc
+from kms.text.normalize import has_diacritics, nfc, search_key
 from kms.text.snippets import make_snippet
 
 FACET_FIELDS = ("doc_type", "issuer", "owner_unit", "year", "language", "classification")
@@ -31,39 +32,70 @@ FACET_FIELDS = ("doc_type", "issuer", "owner_unit", "year", "language", "classif
 # nearly the same score (rank 1: 1/60 vs 1/61.9), so weights would do almost nothing; with k = 2
 # (Qdrant's default) they act as intended (rank 1: 0.5 at weight 1 vs 0.26 at weight 0.35).
 RRF_K = 2
-_QUOTED = re.compile(r"\"([^\"]+)\"|“([^”]+)”")
+# Fusion of the retrievers (see `plan_query`): distribution-based score fusion (each list's scores
+# normalised by mean ± 3 sd, then summed) measured better than weighted RRF at k = 60 or k = 1-3 on
+# both dev sets, with and without diacritics (README, "Relevance"). DBSF takes no weights, so a
+# retriever that should count twice is sent twice. "rrf" (with RRF_K and the plan's weights) remains
+# available here for comparison.
+FUSION = "dbsf"
+# Chunks each retriever returns before fusion: fixed, so that every page within the first 100 documents
+# ranks the same whatever `k` is (DBSF normalises each list by its own mean and spread); deeper pages
+# ask for more.
+PREFETCH_DEPTH = 600
+_QUOTED = re.compile(r"\"([^\"]+)\"|“([^”]+)”|«([^»]+)»")
 
 
 @dataclass(frozen=True)
 class QueryPlan:
-    """How much each retriever counts for this query (0 = not used)."""
+    """How much each retriever counts for this query (0 = not used), and why."""
 
     text: str
     dense: float
     lex: float
     folded: float
     doc_number_keys: tuple[str, ...]
+    kind: str = "vi"  # vi | vi_nodiacritics | en | exact | dense | sparse
+    phrases: tuple[str, ...] = ()  # quoted phrases, as search keys (folded, lowercase)
+    # Dense search also once per document language (see `plan_query`), so that documents in the
+    # query's language don't win on language alone.
+    balance_languages: bool = False
+
+
+def quoted_phrases(text: str) -> tuple[str, ...]:
+    """The phrases a query puts in quotes, as `search_key`s (matching ignores case and diacritics)."""
+    found = (next(g for g in m.groups() if g is not None) for m in _QUOTED.finditer(text))
+    keys = (" ".join(search_key(phrase).split()) for phrase in found)
+    return tuple(dict.fromkeys(key for key in keys if key))
 
 
 def plan_query(text: str, mode: str) -> QueryPlan:
-    """Adapt fusion weights to the query (see issue #5 for the measurements behind them)."""
+    """Adapt the retrievers' weights to the query (measurements: README, "Relevance").
+
+    - English queries (no Vietnamese letters): dense only, run three times - over everything, over
+      Vietnamese documents, over the others - and fused, each list normalised on its own. An English
+      query sits closer to any English text than to the Vietnamese document that answers it; the
+      per-language lists take that offset out, the overall list keeps a strong same-language match.
+      Lexical overlap with an English query mostly finds English documents too, so it is left out.
+    - Vietnamese without diacritics: dense embeddings collapse on such text; the folded index counts
+      twice, dense once.
+    - Document numbers and quoted phrases: exact terms matter; the exact-form index counts twice.
+    - Vietnamese with diacritics: dense and the exact-form lexical index, equally.
+    A document whose own number the query names is pinned first in every mode.
+    """
     keys = tuple(doc_number_key(n) for n in find_doc_numbers(text))
+    phrases = quoted_phrases(text)
     if mode == "dense":
-        return QueryPlan(text, 1.0, 0.0, 0.0, keys)
+        return QueryPlan(text, 1.0, 0.0, 0.0, keys, "dense", phrases)
     accented = has_diacritics(text)
-    language = detect_language(text)
-    exact = bool(keys) or bool(_QUOTED.search(text))
     if mode == "sparse":
-        return QueryPlan(text, 0.0, 1.0 if accented else 0.0, 1.0 if not accented else 0.5, keys)
-    if language == "en":
-        # English over Vietnamese text: lexical overlap is noise that favours English documents, and
-        # rank fusion lets even a small weight reorder close dense ranks. Exact numbers still pin.
-        return QueryPlan(text, 1.0, 0.0, 0.0, keys)
-    if not accented:  # dense embeddings collapse on Vietnamese typed without diacritics
-        return QueryPlan(text, 0.35, 0.0, 1.0, keys)
-    if exact:
-        return QueryPlan(text, 0.6, 1.0, 0.5, keys)
-    return QueryPlan(text, 1.0, 0.8, 0.4, keys)
+        return QueryPlan(text, 0.0, *((1.0, 0.0) if accented else (0.0, 1.0)), keys, "sparse", phrases)
+    if not accented and detect_language(text) == "en":  # Vietnamese letters: a Vietnamese query with names
+        return QueryPlan(text, 1.0, 0.0, 0.0, keys, "en", phrases, balance_languages=True)
+    if not accented:
+        return QueryPlan(text, 1.0, 0.0, 2.0, keys, "vi_nodiacritics", phrases)
+    if keys or phrases:
+        return QueryPlan(text, 1.0, 2.0, 0.0, keys, "exact", phrases)
+    return QueryPlan(text, 1.0, 1.0, 0.0, keys, "vi", phrases)
 
 
 def filter_conditions(filters: SearchFilters) -> list[models.Condition]:
@@ -95,8 +127,9 @@ def _midnight(day: dt.date | None) -> dt.datetime | None:
 
 
 class SearchService:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, reranker: Reranker | None = None) -> None:
         self.services = services
+        self.reranker = reranker if reranker is not None else create_reranker(services.settings.reranker)
 
     # ---- search ------------------------------------------------------------------------------
     def search(self, principal: Principal, query: SearchQuery) -> SearchResult:
@@ -107,10 +140,15 @@ class SearchService:
             raise InvalidInput(f"query is longer than {self.services.settings.max_query_chars} characters")
         plan = plan_query(text, query.mode)
         query_filter = access.combine(self._access(principal), filter_conditions(query.filters))
-        candidates = max(100, (query.offset + query.k) * 6)
-        points = self._retrieve(plan, query_filter, candidates)
-        pinned = self._exact_number_matches(plan, query_filter)
-        groups = _group_by_document([*pinned, *points])
+        depth = max(PREFETCH_DEPTH, (query.offset + query.k) * 6)
+        points = self._retrieve(plan, query_filter, depth)
+        groups = _group_by_document(points)
+        if plan.phrases:
+            groups = _phrase_matches_first(groups, plan.phrases)
+        if self.reranker is not None:
+            groups = self._rerank(text, groups)
+        pinned = _group_by_document(self._exact_number_matches(plan, query_filter))
+        groups = _pin(pinned, groups)
         hits = [
             self._hit(point, text, score) for point, score in groups[query.offset : query.offset + query.k]
         ]
@@ -122,15 +160,19 @@ class SearchService:
     def _retrieve(
         self, plan: QueryPlan, query_filter: models.Filter | None, limit: int
     ) -> list[models.ScoredPoint]:
+        """Chunks best first: one retriever alone, or the plan's retrievers fused in Qdrant."""
         store = self.services.store
         prefetch: list[models.Prefetch] = []
         weights: list[float] = []
         if plan.dense > 0:
             vector = self.services.query_embedder.embed_queries([plan.text])[0].tolist()
-            prefetch.append(
-                models.Prefetch(query=vector, using=store.layout.dense_name, filter=query_filter, limit=limit)
-            )
-            weights.append(plan.dense)
+            for dense_filter in _language_filters(query_filter) if plan.balance_languages else [query_filter]:
+                prefetch.append(
+                    models.Prefetch(
+                        query=vector, using=store.layout.dense_name, filter=dense_filter, limit=limit
+                    )
+                )
+                weights.append(plan.dense)
         sparse = encode_query(plan.text)
         for name, weight in ((LEX, plan.lex), (LEX_FOLDED, plan.folded)):
             if weight > 0 and sparse[name].indices:
@@ -145,14 +187,21 @@ class SearchService:
             return store.query(
                 query=only.query, using=str(only.using), query_filter=query_filter, limit=limit
             )
+        if FUSION == "dbsf":  # no weights in DBSF: a retriever weighted n is sent n times
+            prefetch = [p for p, w in zip(prefetch, weights, strict=True) for _ in range(max(1, round(w)))]
         return store.fused_query(
-            prefetch=prefetch, weights=weights, k_rrf=RRF_K, query_filter=query_filter, limit=limit
+            prefetch=prefetch,
+            weights=weights,
+            k_rrf=RRF_K,
+            query_filter=query_filter,
+            limit=limit,
+            fusion=FUSION,
         )
 
     def _exact_number_matches(
         self, plan: QueryPlan, query_filter: models.Filter | None
     ) -> list[models.ScoredPoint]:
-        """Chunks of documents whose own number the query names: they rank first."""
+        """Chunks of documents whose own number the query names (first chunk of each): they rank first."""
         if not plan.doc_number_keys:
             return []
         condition = models.FieldCondition(
@@ -168,7 +217,26 @@ class SearchService:
                 "chunk_no", 0
             ):
                 best[doc_id] = record
-        return [models.ScoredPoint(id=r.id, version=0, score=1.0, payload=r.payload) for r in best.values()]
+        return [
+            models.ScoredPoint(id=r.id, version=0, score=1.0, payload=r.payload)
+            for _, r in sorted(best.items())
+        ]
+
+    def _rerank(
+        self, text: str, groups: list[tuple[models.ScoredPoint, float]]
+    ) -> list[tuple[models.ScoredPoint, float]]:
+        """Reorder the first `rerank_depth` documents by the reranker's score of their best chunk."""
+        assert self.reranker is not None
+        head = groups[: self.services.settings.rerank_depth]
+        if not head:
+            return groups
+        passages = [_passage(point.payload or {}) for point, _ in head]
+        scores = self.reranker.score(text, passages)
+        order = sorted(range(len(head)), key=lambda i: -scores[i])
+        reranked = [(head[i][0], scores[i]) for i in order]
+        floor = min(scores)
+        tail = [(point, floor - 1.0 - i) for i, (point, _) in enumerate(groups[len(head) :])]
+        return reranked + tail
 
     def _hit(self, point: models.ScoredPoint, query_text: str, score: float) -> SearchHit:
         payload = point.payload or {}
@@ -211,13 +279,70 @@ def _sparse(vector: SparseVec) -> models.SparseVector:
 
 
 def _group_by_document(points: list[models.ScoredPoint]) -> list[tuple[models.ScoredPoint, float]]:
-    """Keep each document once, at the rank of its best chunk."""
+    """Keep each document once, at the rank (and with the score) of its best chunk."""
     best: dict[str, tuple[models.ScoredPoint, float]] = {}
     for point in points:
         doc_id = str((point.payload or {}).get("doc_id"))
         if doc_id not in best:
             best[doc_id] = (point, float(point.score))
     return list(best.values())
+
+
+def _language_filters(query_filter: models.Filter | None) -> list[models.Filter | None]:
+    """`query_filter` narrowed to Vietnamese documents, and to all the others (both keep its access part)."""
+    vietnamese = models.FieldCondition(key="language", match=models.MatchValue(value="vi"))
+    others = models.Filter(must_not=[vietnamese])
+    return [query_filter, access.combine(query_filter, [vietnamese]), access.combine(query_filter, [others])]
+
+
+def _doc_id(point: models.ScoredPoint) -> str:
+    return str((point.payload or {}).get("doc_id"))
+
+
+def _pin(
+    pinned: list[tuple[models.ScoredPoint, float]], groups: list[tuple[models.ScoredPoint, float]]
+) -> list[tuple[models.ScoredPoint, float]]:
+    """Put `pinned` documents first, scored above everything else, the rest in order after them."""
+    if not pinned:
+        return groups
+    ids = {_doc_id(point) for point, _ in pinned}
+    rest = [group for group in groups if _doc_id(group[0]) not in ids]
+    top = max((score for _, score in rest), default=0.0)
+    # A pinned document keeps the chunk retrieval chose for it (a better snippet) when there was one.
+    chosen = {_doc_id(point): point for point, _ in groups if _doc_id(point) in ids}
+    head = [
+        (chosen.get(_doc_id(point), point), top + float(len(pinned) - i))
+        for i, (point, _) in enumerate(pinned)
+    ]
+    return head + rest
+
+
+def _phrase_matches_first(
+    groups: list[tuple[models.ScoredPoint, float]], phrases: tuple[str, ...]
+) -> list[tuple[models.ScoredPoint, float]]:
+    """Documents whose best chunk holds every quoted phrase (ignoring case and diacritics) move ahead
+    of the others; both parts keep their order, and the scores stay in descending order."""
+
+    patterns = [re.compile(rf"(?<![^\W_]){re.escape(phrase)}(?![^\W_])") for phrase in phrases]
+
+    def holds(point: models.ScoredPoint) -> bool:
+        payload = point.payload or {}
+        text = " ".join(search_key(f"{payload.get('title') or ''} {payload.get('text') or ''}").split())
+        return all(pattern.search(text) for pattern in patterns)
+
+    flags = [holds(point) for point, _ in groups]
+    matched = [group for group, flag in zip(groups, flags, strict=True) if flag]
+    if not matched or len(matched) == len(groups):
+        return groups
+    others = [group for group, flag in zip(groups, flags, strict=True) if not flag]
+    lift = max(score for _, score in others) - min(score for _, score in matched)
+    return [(point, score + max(0.0, lift) + 1.0) for point, score in matched] + others
+
+
+def _passage(payload: dict[str, Any]) -> str:
+    title = str(payload.get("title") or "")
+    text = str(payload.get("text") or "")
+    return f"{title}\n{text}" if title and not text.startswith(title) else text
 
 
 def _facets(points: list[models.ScoredPoint]) -> dict[str, dict[str, int]]:

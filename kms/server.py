@@ -1,4 +1,4 @@
-"""`kms serve`: own the store, publish serve.json + the operator token, run uvicorn."""
+"""`kms serve`: own the store, publish serve.json + the operator token, run uvicorn and a job worker."""
 
 from __future__ import annotations
 
@@ -8,10 +8,14 @@ import os
 
 import uvicorn
 
+from ingest.jobs import worker_name
+from ingest.worker import Worker
 from kms.api.app import create_app
 from kms.cli.backend import running_server
 from kms.config import Settings
 from kms.errors import StoreBusy
+from kms.logging import configure_logging, wants_json
+from kms.network.runtime import start as start_network
 from kms.security.authn import write_operator_token
 from kms.services import Services
 
@@ -22,14 +26,30 @@ def run_server(settings: Settings, *, host: str, port: int) -> None:
     existing = running_server(settings)
     if existing is not None:
         raise StoreBusy(f"kms serve is already running for {settings.data_dir} (pid {existing['pid']})")
+    configure_logging(json_lines=wants_json(settings.log_format, service=True), level=settings.log_level)
     services = Services.open(settings)
     token = write_operator_token(settings.token_file)
     settings.serve_file.write_text(
         json.dumps({"pid": os.getpid(), "port": port, "host": host}), encoding="utf-8"
     )
+    worker = Worker(services, name=worker_name("serve")) if settings.worker_in_serve else None
+    thread, stop = worker.start_thread() if worker is not None else (None, None)
+    network = None
     try:
-        uvicorn.run(create_app(services, operator_token=token), host=host, port=port, log_level="info")
+        network = start_network(services)  # HQ: the mTLS replication listener; a mission: its sync loop
+        uvicorn.run(
+            create_app(services, operator_token=token),
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            log_config=None,  # uvicorn logs through the root handler: JSON lines like the rest
+        )
     finally:
+        if network is not None:
+            network.stop()
+        if thread is not None and stop is not None:
+            stop.set()  # the current batch finishes, its job goes back to the queue
+            thread.join(timeout=max(30.0, settings.job_lease_s))
         settings.serve_file.unlink(missing_ok=True)
         settings.token_file.unlink(missing_ok=True)
         services.close()

@@ -21,7 +21,7 @@ from kms.config import (
 )
 from kms.db.session import make_engine, make_session_factory
 from kms.embedding import Embedder, create_embedder
-from kms.index.store import ChunkStore, open_client
+from kms.index.store import ChunkStore, open_store
 from kms.originals import OriginalStore
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class Services:
         config_dir = settings.index_config_dir
         layout = load_collection_layout(config_dir)
         engine = make_engine(settings.sqlalchemy_url)
-        store = ChunkStore(open_client(settings), layout, embedded=not settings.qdrant_url)
+        store = open_store(settings, layout)  # KMS_STORE: edge | local | server
         services = cls(
             settings=settings,
             classification=load_classification(config_dir),

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages kms's tests use, only those missing. Needs root (CI runs as root).
 set -euo pipefail
-packages=(fonts-dejavu-core chromium)
+# tesseract-ocr + tesseract-ocr-vie: OCR of scanned pages; poppler-utils: renders PDF pages for it;
+# postgresql: the queue tests start a throwaway server (initdb/pg_ctl) on loopback.
+packages=(fonts-dejavu-core chromium tesseract-ocr tesseract-ocr-vie poppler-utils postgresql)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

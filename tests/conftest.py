@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+os.environ["HAYSTACK_TELEMETRY_ENABLED"] = "False"  # before anything imports haystack
+
 from collections.abc import Iterator
 from pathlib import Path
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from haystack import Document, component
@@ -10,11 +11,22 @@ from kms.embedding import Embedder, create_embedder
 from kms.index.sparse import encode_passage
 
 
+def _flat(text: str) -> str:
+    return " ".join(text.split())
+
+
 def passage_text(document: Document) -> str:
-    """What gets embedded: the title and structural heading give a chunk its context."""
+    """What gets embedded: the title and structural heading give a chunk its context.
+
+    Either is left out when the chunk already starts with it (a title taken from the first line,
+    an article heading that opens the chunk), so no text is counted twice.
+    """
     meta = document.meta
-    parts = [str(meta.get("title") or ""), str(meta.get("heading") or ""), document.content or ""]
-    return "\n".join(p for p in parts if p)
+    content = document.content or ""
+    opening = _flat(content[:1000])
+    context = [str(meta.get("title") or ""), str(meta.get("heading") or "")]
+    parts = [p for p in context if p and not opening.startswith(_flat(p).removesuffix("…"))]
+    return "\n".join(p for p in [*parts, content] if p)
 
 
 @component
@@ -50,9 +62,14 @@ class ChunkEmbedder:
         self.warm_up()
         assert self._embedder is not None
         texts = [passage_text(d) for d in documents]
-        vectors = self._embedder.embed_passages(texts)
+        # The lexical vectors (pure Python) are computed while the dense model runs (native code
+        # that leaves the GIL), so both cores stay busy.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kms-sparse") as pool:
+            sparse = pool.submit(lambda: [encode_passage(text) for text in texts])
+            vectors = self._embedder.embed_passages(texts)
+            lexical = sparse.result()
         embedded = []
-        for document, text, vector in zip(documents, texts, vectors, strict=True):
-            meta = {**document.meta, "sparse": encode_passage(text)}
+        for document, vector, lex in zip(documents, vectors, lexical, strict=True):
+            meta = {**document.meta, "sparse": lex}
             embedded.append(Document(content=document.content, meta=meta, embedding=vector.tolist()))
         return {"documents": embedded}

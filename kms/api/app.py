@@ -10,11 +10,14 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
-from kms.api.deps import CredentialGate, route_authenticates
+from kms.api.deps import CredentialGate, unauthenticated_routes
 from kms.api.routes import admin, admin_documents, alerts, audit, documents, health, local, me, search
+from kms.api.routes import ingest as ingest_routes
+from kms.api.routes import jobs as jobs_routes
+from kms.api.routes import metrics as metrics_routes
+from kms.api.routes import replication as replication_routes
 from kms.errors import ConfigError, Conflict, Forbidden, InvalidInput, KmsError, NotFound, TooLarge
 from kms.search import SearchService
 from kms.security.authn import Authenticator
@@ -59,19 +62,20 @@ def create_app(services: Services, *, operator_token: str | None = None) -> Fast
         me.router,
         alerts.router,
         admin_documents.router,
+        ingest_routes.router,
+        jobs_routes.router,
+        metrics_routes.router,
+        replication_routes.router,
     )
     for router in routers:
         app.include_router(router)
-    # Fail closed at start-up: every route under a protected prefix must authenticate its caller.
-    gate = CredentialGate(app)  # only asked protects(); Starlette builds the middleware itself
-    for route in app.routes:
-        if (
-            isinstance(route, APIRoute)
-            and gate.protects(route.path)
-            and not route_authenticates(route.dependant)
-        ):
-            raise ConfigError(f"route {route.path} does not authenticate its caller (add CurrentPrincipal)")
+    # Fail closed at start-up: every route under /api/ and /metrics must authenticate its caller.
+    unauthenticated = unauthenticated_routes(app)
+    if unauthenticated:
+        raise ConfigError(f"routes that do not authenticate (add CurrentPrincipal): {unauthenticated}")
     app.add_middleware(CredentialGate)
+    app.state.metrics = metrics_routes.Metrics(services)
+    app.add_middleware(metrics_routes.MetricsMiddleware, metrics=app.state.metrics)
     _install_error_handlers(app)
     app.mount("/", StaticFiles(directory=_web_dir(), html=True), name="web")
     return app

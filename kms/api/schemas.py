@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -18,7 +18,7 @@ class FiltersIn(BaseModel):
     owner_unit: list[str] = Field(default_factory=list, max_length=50)
     language: list[str] = Field(default_factory=list, max_length=10)
     classification: list[str] = Field(default_factory=list, max_length=10)
-    year: list[int] = Field(default_factory=list, max_length=50)
+    year: list[Annotated[int, Field(ge=1, le=9999)]] = Field(default_factory=list, max_length=50)
     date_from: dt.date | None = None
     date_to: dt.date | None = None
 
@@ -52,7 +52,9 @@ class SearchIn(BaseModel):
         )
 
 
-class HitOut(BaseModel):
+class DocumentMetaOut(BaseModel):
+    """Metadata anyone who may read a document may see (the allow list is for admin schemas only)."""
+
     doc_id: str
     title: str
     doc_number: str | None
@@ -62,6 +64,9 @@ class HitOut(BaseModel):
     language: str
     classification: str | None
     owner_unit: str | None
+
+
+class HitOut(DocumentMetaOut):
     score: float
     snippet: str
     highlights: list[tuple[int, int]]
@@ -78,16 +83,7 @@ class SimilarOut(BaseModel):
     results: list[HitOut]
 
 
-class DocumentOut(BaseModel):
-    doc_id: str
-    title: str
-    doc_number: str | None
-    doc_type: str
-    issuer: str | None
-    issued_date: str | None
-    language: str
-    classification: str | None
-    owner_unit: str | None
+class DocumentOut(DocumentMetaOut):
     origin_node: str | None
     version: int
     chunk_count: int

@@ -26,7 +26,10 @@ class Backend(Protocol):
     def search(self, query: SearchQuery) -> dict[str, Any]: ...
     def document(self, doc_id: str) -> dict[str, Any]: ...
     def delete(self, doc_id: str) -> None: ...
+    def get_access(self, doc_id: str) -> dict[str, Any]: ...
+    def set_access(self, doc_id: str, classification: str, allow: list[str]) -> dict[str, Any]: ...
     def reindex(self) -> dict[str, Any]: ...
+    def check(self, *, repair: bool, deep: bool) -> dict[str, Any]: ...
     def stats(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
@@ -41,48 +44,131 @@ def running_server(settings: Settings) -> dict[str, Any] | None:
         return None
 
 
-def open_backend(settings: Settings, *, progress: bool = True) -> Backend:
+def open_backend(settings: Settings, *, progress: bool = True, as_user: str | None = None) -> Backend:
+    """`as_user`: act with that (enabled) user's permissions instead of the operator's."""
     server = running_server(settings)
     if server is not None:
         token = settings.token_file.read_text(encoding="utf-8").strip()
-        return RemoteBackend(f"http://127.0.0.1:{server['port']}", token)
-    return LocalBackend(Services.open(settings), progress=progress)
+        return RemoteBackend(f"http://127.0.0.1:{server['port']}", token, as_user=as_user)
+    services = Services.open(settings)
+    try:
+        return LocalBackend(services, progress=progress, as_user=as_user)
+    except BaseException:
+        services.close()
+        raise
+
+
+# Fields of a document a user (not the operator) sees: the API's DocumentOut, never the allow list.
+_USER_DOCUMENT_FIELDS = (
+    "doc_id",
+    "title",
+    "doc_number",
+    "doc_type",
+    "issuer",
+    "issued_date",
+    "language",
+    "classification",
+    "owner_unit",
+    "origin_node",
+    "version",
+    "chunk_count",
+    "text",
+)
 
 
 class LocalBackend:
-    def __init__(self, services: Services, *, progress: bool) -> None:
+    """Works on the store directly, as the local operator (audited as `local:<os user>`) or as a user."""
+
+    def __init__(self, services: Services, *, progress: bool, as_user: str | None = None) -> None:
         from kms.search import SearchService
+        from kms.security import users
+        from kms.security.authn import operator_name
 
         self.services = services
         self.search_service = SearchService(services)
         self.progress = progress
-        self.principal = Principal.operator()
+        self.principal = Principal.operator(operator_name())
+        self.actor = self.principal.user_id
+        if as_user is not None:
+            with services.sessions() as session:
+                user = users.active_principal(session, as_user)
+            if user is None:
+                raise InvalidInput(f"no enabled user {as_user!r} to act as")
+            self.principal, self.actor = user, f"{self.actor} as {as_user}"
+
+    def _audit(self, action: str, target: str | None = None, **detail: Any) -> None:
+        from kms.security import audit
+
+        audit.append(self.services.sessions, actor=self.actor, action=action, target=target, detail=detail)
 
     def ingest(self, paths: list[Path], overrides: dict[str, Any]) -> list[dict[str, Any]]:
         from ingest.runner import ingest_paths
         from kms.cli.progress import progress_bar
 
         with progress_bar("ingest", enabled=self.progress) as report:
-            results = ingest_paths(self.services, paths, overrides, progress=report)
+            results = ingest_paths(self.services, paths, overrides, progress=report, actor=self.actor)
         return [r.as_dict() for r in results]
 
     def search(self, query: SearchQuery) -> dict[str, Any]:
-        return asdict(self.search_service.search(self.principal, query))
+        result = self.search_service.search(self.principal, query)
+        self._audit(
+            "search",
+            query=query.query,
+            mode=query.mode,
+            k=query.k,
+            offset=query.offset,
+            total=result.total,
+            results=[hit.doc_id for hit in result.results],
+        )
+        return asdict(result)
 
     def document(self, doc_id: str) -> dict[str, Any]:
-        return self.search_service.document(self.principal, doc_id)
+        try:
+            document = self.search_service.document(self.principal, doc_id)
+        except NotFound:
+            self._audit("document.read", doc_id, outcome="not_found")
+            raise
+        self._audit("document.read", doc_id, outcome="ok", version=document.get("version"))
+        if not self.principal.is_operator:
+            document = {k: document.get(k) for k in _USER_DOCUMENT_FIELDS}
+        return document
 
     def delete(self, doc_id: str) -> None:
         from ingest.runner import delete_document
 
-        delete_document(self.services, doc_id)
+        delete_document(self.services, doc_id, actor=self.actor)
+
+    def get_access(self, doc_id: str) -> dict[str, Any]:
+        from kms.db.registry import get_document
+
+        with self.services.sessions() as session:
+            row = get_document(session, doc_id)
+            if row is None or row.status != "indexed":
+                raise NotFound()
+            meta = row.as_meta()
+        return {k: meta[k] for k in ("doc_id", "classification", "allow", "owner_unit")}
+
+    def set_access(self, doc_id: str, classification: str, allow: list[str]) -> dict[str, Any]:
+        from ingest.runner import set_access
+
+        return set_access(self.services, doc_id, classification, allow, actor=self.actor)
 
     def reindex(self) -> dict[str, Any]:
         from ingest.reindex import reindex
         from kms.cli.progress import progress_bar
 
         with progress_bar("reindex", enabled=self.progress) as report:
-            return reindex(self.services, progress=report)
+            result = reindex(self.services, progress=report)
+        self._audit("index.reindex", result.get("collection"), documents=result.get("documents"))
+        return result
+
+    def check(self, *, repair: bool, deep: bool) -> dict[str, Any]:
+        from ingest.check import check
+
+        report = check(self.services, repair=repair, deep=deep).as_dict()
+        if repair:
+            self._audit("index.check", repaired=len(report["repaired"]), problems=len(report["problems"]))
+        return report
 
     def stats(self) -> dict[str, Any]:
         from kms.stats import collect_stats
@@ -94,12 +180,11 @@ class LocalBackend:
 
 
 class RemoteBackend:
-    def __init__(self, base_url: str, token: str) -> None:
-        self.client = httpx.Client(
-            base_url=base_url,
-            headers={"authorization": f"Bearer {token}"},
-            timeout=httpx.Timeout(10.0, read=None),
-        )
+    def __init__(self, base_url: str, token: str, *, as_user: str | None = None) -> None:
+        headers = {"authorization": f"Bearer {token}"}
+        if as_user is not None:
+            headers["x-kms-as"] = as_user  # honoured for the operator token only
+        self.client = httpx.Client(base_url=base_url, headers=headers, timeout=httpx.Timeout(10.0, read=None))
 
     def _call(self, method: str, url: str, **kwargs: Any) -> Any:
         response = self.client.request(method, url, **kwargs)
@@ -126,8 +211,18 @@ class RemoteBackend:
     def delete(self, doc_id: str) -> None:
         self._call("DELETE", f"/api/v1/documents/{doc_id}")
 
+    def get_access(self, doc_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/api/v1/admin/documents/{doc_id}/access"))
+
+    def set_access(self, doc_id: str, classification: str, allow: list[str]) -> dict[str, Any]:
+        body = {"classification": classification, "allow": allow}
+        return dict(self._call("PUT", f"/api/v1/admin/documents/{doc_id}/access", json=body))
+
     def reindex(self) -> dict[str, Any]:
         return dict(self._call("POST", "/api/v1/local/reindex"))
+
+    def check(self, *, repair: bool, deep: bool) -> dict[str, Any]:
+        return dict(self._call("POST", "/api/v1/local/check", json={"repair": repair, "deep": deep}))
 
     def stats(self) -> dict[str, Any]:
         return dict(self._call("GET", "/api/v1/local/stats"))

@@ -13,10 +13,17 @@ from typing import Annotated, Any
 
 import typer
 
+from kms.cli import audit as audit_cli
+from kms.cli import embedder as embedder_cli
+from kms.cli import jobs as jobs_cli
+from kms.cli import keys as keys_cli
+from kms.cli import network as network_cli
+from kms.cli import sources as sources_cli
+from kms.cli import users as users_cli
 from kms.cli.backend import open_backend
 from kms.config import Settings
 from kms.domain import SearchQuery
-from kms.errors import InvalidInput, KmsError, NotFound
+from kms.errors import ConfigError, InvalidInput, KmsError, NotFound
 
 app = typer.Typer(
     help="kms: knowledge management and semantic search for HQ and missions.",
@@ -56,9 +63,15 @@ def ingest(
         str | None, typer.Option("--owner-unit", help="Owner unit, e.g. hq/consular.")
     ] = None,
     allow: Annotated[list[str] | None, typer.Option(help="Access token (repeatable).")] = None,
+    queue: Annotated[
+        bool, typer.Option("--queue", help="Only queue a job for a worker (prints its id) and exit.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per file.")] = False,
 ) -> None:
-    """Ingest files synchronously; exits 1 if any file failed."""
+    """Ingest files now (as a job run in this process, or by the running server's worker) with a
+    progress bar; exits 1 if any file failed. With --queue, only queue the job."""
+    from kms.cli.jobs import ingest_command
+
     overrides: dict[str, Any] = {}
     if classification:
         overrides["classification"] = classification
@@ -66,11 +79,15 @@ def ingest(
         overrides["owner_unit"] = owner_unit
     if allow:
         overrides["allow"] = list(allow)
-    backend = _run(lambda: open_backend(Settings()))
-    try:
-        results = _run(lambda: backend.ingest(paths, overrides))
-    finally:
-        backend.close()
+    outcome = _run(lambda: ingest_command(paths, overrides, queue=queue, progress=not as_json))
+    if queue:
+        _print_json(outcome)
+        for refused in outcome["refused"]:
+            typer.echo(f"refused   {refused['path']}  ({refused['error']})", err=True)
+        if outcome["refused"]:
+            raise typer.Exit(EXIT_FAILED)
+        return
+    results = outcome["results"]
     for result in results:
         if as_json:
             _print_json({k: result[k] for k in ("path", "doc_id", "status", "chunks", "error")})
@@ -93,11 +110,12 @@ def search(
     offset: Annotated[int, typer.Option(min=0, help="Skip this many documents.")] = 0,
     mode: Annotated[str, typer.Option(help="hybrid, dense or sparse.")] = "hybrid",
     as_json: Annotated[bool, typer.Option("--json", help="Print the HTTP search response.")] = False,
+    as_user: Annotated[str | None, typer.Option("--as", help="Search with this user's permissions.")] = None,
 ) -> None:
-    """Search the index (as the local operator)."""
+    """Search the index (as the local operator, or --as a user)."""
     if mode not in ("hybrid", "dense", "sparse"):
         raise _fail("--mode must be hybrid, dense or sparse", EXIT_USAGE)
-    backend = _run(lambda: open_backend(Settings(), progress=False))
+    backend = _run(lambda: open_backend(Settings(), progress=False, as_user=as_user))
     try:
         result = _run(lambda: backend.search(SearchQuery(query=query, k=k, offset=offset, mode=mode)))  # type: ignore[arg-type]
     finally:
@@ -116,9 +134,15 @@ def search(
 
 
 @app.command()
-def show(doc_id: str, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def show(
+    doc_id: str,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_user: Annotated[
+        str | None, typer.Option("--as", help="Only if this user may read it (else exit 4).")
+    ] = None,
+) -> None:
     """Show a document's metadata and full text."""
-    backend = _run(lambda: open_backend(Settings(), progress=False))
+    backend = _run(lambda: open_backend(Settings(), progress=False, as_user=as_user))
     try:
         document = _run(lambda: backend.document(doc_id))
     finally:
@@ -142,6 +166,35 @@ def delete(doc_id: str) -> None:
     finally:
         backend.close()
     typer.echo(f"deleted {doc_id}", err=True)
+
+
+@app.command("set-access")
+def set_access(
+    doc_id: str,
+    classification: Annotated[
+        str | None, typer.Option(help="New classification (id or label); default: unchanged.")
+    ] = None,
+    allow: Annotated[
+        list[str] | None, typer.Option(help="New allow list, replacing the old one (repeatable).")
+    ] = None,
+    clear_allow: Annotated[
+        bool, typer.Option("--clear-allow", help="Empty the allow list (nobody but admins sees it).")
+    ] = False,
+) -> None:
+    """Re-classify a document or replace its allow list; every chunk changes before this returns."""
+    if classification is None and allow is None and not clear_allow:
+        raise _fail("give --classification, --allow or --clear-allow", EXIT_USAGE)
+    if allow and clear_allow:
+        raise _fail("--allow and --clear-allow exclude each other", EXIT_USAGE)
+    backend = _run(lambda: open_backend(Settings(), progress=False))
+    try:
+        current = _run(lambda: backend.get_access(doc_id))
+        level = classification or str(current["classification"] or "")
+        tokens = [] if clear_allow else list(allow if allow is not None else current["allow"])
+        result = _run(lambda: backend.set_access(doc_id, level, tokens))
+    finally:
+        backend.close()
+    _print_json(result)
 
 
 @app.command()
@@ -197,11 +250,37 @@ def demo(
         serve(host=None, port=None)
 
 
+app.add_typer(users_cli.app, name="users")
+app.add_typer(keys_cli.app, name="keys")
+app.add_typer(audit_cli.app, name="audit")
+app.add_typer(embedder_cli.app, name="embedder")
+
+
+app.add_typer(jobs_cli.app, name="jobs")
+app.add_typer(sources_cli.app, name="sources")
+app.add_typer(network_cli.app, name="network")
+
+
+def _register_commands() -> None:
+    from kms.cli.eval import eval_command
+
+    app.command(name="eval")(eval_command)
+    app.command(name="worker")(jobs_cli.worker_command)
+    app.command(name="check")(jobs_cli.check_command)
+
+
+_register_commands()
+
+
 def main() -> None:
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
     )
-    app()
+    try:
+        app()
+    except ConfigError as exc:  # e.g. unsafe OIDC settings: stop with the message naming the variable
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 if __name__ == "__main__":

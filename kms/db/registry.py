@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from kms.config import Classification
 from kms.db.models import DocumentAccessRow, DocumentRow
 from kms.domain import Principal
-from kms.security.access import is_valid_token, registry_clause
+from kms.security.access import allow_tokens, registry_clause
 
 
 def get_document(session: Session, doc_id: str) -> DocumentRow | None:
@@ -37,11 +37,11 @@ def readable_ids(session: Session, principal: Principal, classification: Classif
 
 
 def set_allow(session: Session, row: DocumentRow, allow: Sequence[str]) -> None:
-    """Store the allow list on the row and as access rows (only well-formed tokens grant access)."""
-    row.allow = list(allow)
+    """Store the allow list on the row and as access rows (only a list's well-formed tokens grant access)."""
+    row.allow = list(allow) if isinstance(allow, list | tuple) else []
     session.execute(delete(DocumentAccessRow).where(DocumentAccessRow.doc_id == row.doc_id))
     session.flush()
-    for token in sorted({t for t in allow if is_valid_token(t)}):
+    for token in sorted(allow_tokens(list(row.allow))):
         session.add(DocumentAccessRow(doc_id=row.doc_id, token=token))
 
 

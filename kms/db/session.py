@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from kms.db import security_models  # noqa: F401  (registers the users, keys and audit tables)
+from kms.db import alert_models, job_models, network_models, security_models  # noqa: F401  (registers their tables)
 from kms.db.models import Base
 
 

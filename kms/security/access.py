@@ -9,12 +9,13 @@ from everybody except the operator. Nothing outside this module builds a permiss
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from qdrant_client import models
-from sqlalchemy import ColumnElement, and_, false, select, true
+from sqlalchemy import ColumnElement, and_, false, func, select, true
 
 from kms.config import Classification
 from kms.domain import Principal
@@ -28,7 +29,7 @@ _UNIT = re.compile(rf"^{_UNIT_PATH}$")
 
 # A condition no point can satisfy: ranks are never negative. Used where a principal has no valid
 # clearance, so a filter can never degrade into "match everything".
-_MATCH_NOTHING = models.FieldCondition(key="classification_rank", range=models.Range(lt=-1))
+MATCH_NOTHING = models.FieldCondition(key="classification_rank", range=models.Range(lt=-1))
 
 
 def is_valid_token(token: object) -> bool:
@@ -57,6 +58,13 @@ def document_rank(classification: Classification, value: object) -> int | None:
     return classification.rank(value) if isinstance(value, str) else None
 
 
+def allow_tokens(value: object) -> list[str]:
+    """The well-formed tokens of an allow list, in order; anything but a list gives []."""
+    if not isinstance(value, list):
+        return []
+    return list(dict.fromkeys(t for t in value if is_valid_token(t)))
+
+
 def can_read(principal: Principal, document: Mapping[str, Any], classification: Classification) -> bool:
     """Reference predicate over a document's `classification` and `allow` fields."""
     if principal.is_operator:
@@ -71,6 +79,50 @@ def can_read(principal: Principal, document: Mapping[str, Any], classification: 
     return any(isinstance(t, str) and t in principal_tokens(principal) for t in allow)
 
 
+def permission_key(principal: Principal, classification: Classification) -> str:
+    """A digest of everything the rule looks at: equal keys read exactly the same documents.
+
+    Any cache of results must be keyed by this (never by the user id alone, never shared).
+    """
+    if principal.is_operator:
+        return "operator"
+    rank = classification.rank(principal.clearance)
+    tokens = "\x1f".join(sorted(principal_tokens(principal)))
+    return hashlib.sha256(f"{rank}\x1e{tokens}".encode()).hexdigest()
+
+
+def _effective_rank(classification: Classification, document: Mapping[str, Any]) -> int:
+    """A document's rank for admin actions: a missing or unknown classification counts as the highest."""
+    rank = document_rank(classification, document.get("classification"))
+    return rank if rank is not None else max(level.rank for level in classification.levels)
+
+
+def can_administer(principal: Principal, document: Mapping[str, Any], classification: Classification) -> bool:
+    """May an admin see and change a document's access fields (not its text) through admin endpoints?
+
+    Roles never raise clearance: an admin acts only on documents at or below their own clearance,
+    and a document with no valid classification only by an admin with the highest clearance.
+    """
+    if principal.is_operator:
+        return True
+    clearance = classification.rank(principal.clearance)
+    if "admin" not in principal.roles or clearance is None:
+        return False
+    return _effective_rank(classification, document) <= clearance
+
+
+def can_delete(principal: Principal, document: Mapping[str, Any], classification: Classification) -> bool:
+    """Admins within their clearance; ingestors for documents of their own unit that they can read."""
+    if can_administer(principal, document, classification):
+        return True
+    return (
+        "ingestor" in principal.roles
+        and is_valid_unit(principal.unit)
+        and document.get("owner_unit") == principal.unit
+        and can_read(principal, document, classification)
+    )
+
+
 def qdrant_filter(principal: Principal, classification: Classification) -> models.Filter | None:
     """The Qdrant filter that shows `principal` exactly what `can_read` allows (None for the operator).
 
@@ -82,7 +134,7 @@ def qdrant_filter(principal: Principal, classification: Classification) -> model
     clearance = classification.rank(principal.clearance)
     tokens = sorted(principal_tokens(principal))
     if clearance is None or not tokens:
-        return models.Filter(must=[_MATCH_NOTHING])
+        return models.Filter(must=[MATCH_NOTHING])
     return models.Filter(
         must=[
             models.FieldCondition(key="classification_rank", range=models.Range(gte=0, lte=clearance)),
@@ -97,6 +149,19 @@ def combine(access: models.Filter | None, extra: Iterable[models.Condition]) -> 
     if access is not None:
         conditions.append(access)
     return models.Filter(must=conditions) if conditions else None
+
+
+def administer_clause(principal: Principal, classification: Classification) -> ColumnElement[bool]:
+    """`can_administer` as a SQL condition on `documents`: the rows an admin may list and manage."""
+    from kms.db.models import DocumentRow
+
+    if principal.is_operator:
+        return true()
+    clearance = classification.rank(principal.clearance)
+    if "admin" not in principal.roles or clearance is None:
+        return false()
+    top = max(level.rank for level in classification.levels)
+    return func.coalesce(DocumentRow.classification_rank, top) <= clearance
 
 
 def registry_clause(principal: Principal, classification: Classification) -> ColumnElement[bool]:

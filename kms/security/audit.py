@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from kms.db.security_models import AuditHeadRow, AuditRow
+from kms.errors import KmsError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,10 @@ _HEAD_ID = 1
 _LOCK = threading.Lock()
 _ATTEMPTS = 20
 SessionFactory = Callable[[], Session]
+
+
+class AuditBroken(KmsError):
+    """The log cannot be appended to safely; audited operations stop until it is looked at."""
 
 
 def canonical(value: Any) -> str:
@@ -144,13 +149,15 @@ def _append_once(
                 .execution_options(synchronize_session=False)
             )
             head = session.scalars(
-                select(AuditHeadRow).where(AuditHeadRow.id == _HEAD_ID).execution_options(populate_existing=True)
+                select(AuditHeadRow)
+                .where(AuditHeadRow.id == _HEAD_ID)
+                .execution_options(populate_existing=True)
             ).first()
             if head is None:
-                last = session.scalars(select(AuditRow).order_by(AuditRow.id.desc()).limit(1)).first()
-                head = AuditHeadRow(
-                    id=_HEAD_ID, last_id=last.id if last else 0, last_hash=last.hash if last else GENESIS
-                )
+                if session.scalars(select(AuditRow.id).limit(1)).first() is not None:
+                    # Recreating it would hide a cut-off tail: stop, and let a person investigate.
+                    raise AuditBroken("the audit log head is missing: run `kms audit verify`")
+                head = AuditHeadRow(id=_HEAD_ID, last_id=0, last_hash=GENESIS)
                 session.add(head)
                 session.flush()
             ts = _now()
@@ -271,7 +278,9 @@ def verify(session: Session) -> Verification:
             prev_hash=row.prev_hash,
         )
         if digest != row.hash:
-            return Verification(False, seen, prev_hash, row.id, f"record {row.id} was altered (hash mismatch)")
+            return Verification(
+                False, seen, prev_hash, row.id, f"record {row.id} was altered (hash mismatch)"
+            )
         prev_hash, seen, expected_id = row.hash, seen + 1, expected_id + 1
     head = session.get(AuditHeadRow, _HEAD_ID)
     last_id = expected_id - 1

@@ -1,7 +1,12 @@
-"""Authentication: turn a bearer credential into a `Principal`, or None.
+"""Authentication: turn a bearer credential into a `Principal`, or a reason for refusing it.
 
-The local operator token (written 0600 into the data dir by `kms serve`) lets the CLI on the
-server machine act as the operator over loopback.
+Three kinds of bearer credential:
+- the local operator token (written 0600 into the data dir by `kms serve`), with which the CLI on the
+  server machine acts as the operator over loopback;
+- API keys (`kms_<key_id>_<secret>`, see `kms.security.users`);
+- OIDC/JWT tokens, when `KMS_OIDC_ISSUER` is set (see `kms.security.oidc`).
+Missing, unknown, revoked and expired credentials all get the same answer from the API (401); the
+reason only goes to the audit log.
 """
 
 from __future__ import annotations
@@ -9,10 +14,16 @@ from __future__ import annotations
 import getpass
 import hmac
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.orm import Session, sessionmaker
+
+from kms.config import Classification, Settings
+from kms.db.security_models import UserRow
 from kms.domain import Principal
-from kms.services import Services
+from kms.security import users
+from kms.security.oidc import OidcError, OidcVerifier
 
 
 def operator_name() -> str:
@@ -31,12 +42,47 @@ def write_operator_token(path: Path) -> str:
     return token
 
 
-def principal_from_bearer(
-    services: Services, token: str | None, operator_token: str | None
-) -> Principal | None:
-    """Missing, unknown, revoked and expired credentials all give None (the caller answers 401)."""
-    if not token:
-        return None
-    if operator_token and hmac.compare_digest(token.encode(), operator_token.encode()):
-        return Principal.operator(operator_name())
-    return None
+@dataclass(frozen=True)
+class AuthResult:
+    principal: Principal | None
+    failure: str | None = None  # for the audit log only
+    key_id: str | None = None
+
+
+class Authenticator:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        classification: Classification,
+        operator_token: str | None,
+    ) -> None:
+        self.sessions = sessions
+        self.operator_token = operator_token
+        self.oidc = OidcVerifier.from_settings(settings, classification)
+
+    def authenticate(self, token: str | None) -> AuthResult:
+        if not token:
+            return AuthResult(None, "no credential")
+        if self.operator_token and hmac.compare_digest(token.encode(), self.operator_token.encode()):
+            return AuthResult(Principal.operator(operator_name()))
+        if users.looks_like_api_key(token):
+            with self.sessions() as session:
+                check = users.check_api_key(session, token)
+            return AuthResult(check.principal, check.failure, check.key_id)
+        if self.oidc is not None and token.count(".") == 2:
+            return self._oidc(token)
+        return AuthResult(None, "unrecognised credential")
+
+    def _oidc(self, token: str) -> AuthResult:
+        assert self.oidc is not None
+        try:
+            principal = self.oidc.verify(token)
+        except OidcError as exc:
+            return AuthResult(None, f"oidc: {exc}")
+        with self.sessions() as session:  # a local row can switch an OIDC user off
+            row = session.get(UserRow, principal.user_id)
+            if row is not None and row.disabled:
+                return AuthResult(None, "oidc: disabled user")
+        return AuthResult(principal)

@@ -19,10 +19,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from kms.config import Classification, ConfigError
+from kms.config import Classification
 from kms.db.security_models import ApiKeyRow, UserRow
 from kms.domain import ROLES, Principal
-from kms.errors import Conflict, InvalidInput, NotFound
+from kms.errors import ConfigError, Conflict, InvalidInput, NotFound
 from kms.security.access import is_valid_unit
 
 KEY_PREFIX = "kms_"
@@ -210,7 +210,9 @@ class KeyInfo:
 
 
 def _key_info(row: ApiKeyRow) -> KeyInfo:
-    return KeyInfo(key_id=row.key_id, user_id=row.user_id, created_at=row.created_at, revoked_at=row.revoked_at)
+    return KeyInfo(
+        key_id=row.key_id, user_id=row.user_id, created_at=row.created_at, revoked_at=row.revoked_at
+    )
 
 
 def _digest(salt_hex: str, key_id: str, secret: str) -> str:
@@ -220,7 +222,11 @@ def _digest(salt_hex: str, key_id: str, secret: str) -> str:
 def create_key(session: Session, *, user_id: str) -> tuple[KeyInfo, str]:
     """A new key for an existing user: (its info, the key itself, shown once and never stored)."""
     get_user(session, user_id)
-    key_id, secret, salt = secrets.token_hex(_KEY_ID_HEX // 2), secrets.token_urlsafe(32), secrets.token_hex(16)
+    key_id, secret, salt = (
+        secrets.token_hex(_KEY_ID_HEX // 2),
+        secrets.token_urlsafe(32),
+        secrets.token_hex(16),
+    )
     row = ApiKeyRow(
         key_id=key_id, user_id=user_id, salt=salt, digest=_digest(salt, key_id, secret), created_at=_utcnow()
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from itertools import groupby
 
 from kms.text.normalize import nfc
 
@@ -235,7 +236,7 @@ class _Unit:
 
 
 def _container_label(lines: Sequence[_Line], index: int) -> str:
-    """ "Chương II" plus its title when the title is the next line in capitals ("QUY ĐỊNH CHUNG")."""
+    """Heading label, plus the title when that is the next line in capitals: "Chương II. QUY ĐỊNH CHUNG"."""
     label = lines[index].label
     if not _BARE_LABEL.fullmatch(label.rstrip(".:")):
         return label
@@ -323,26 +324,21 @@ def _shorten(label: str, limit: int = 160) -> str:
     return label[:limit].rsplit(" ", 1)[0] + "…"
 
 
+def _run_key(unit: _Unit) -> tuple[str, ...]:
+    """Articles of one part/chapter/section share a key; every prose unit has its own."""
+    return ("article", *unit.container) if unit.kind == "article" else ("prose", str(unit.start))
+
+
 def _legal_chunks(text: str, lines: Sequence[_Line], opts: _Options) -> list[Section]:
     chunks: list[Section] = []
-    units = _legal_units(text, lines)
-    index = 0
-    while index < len(units):
-        unit = units[index]
-        if unit.kind == "prose":
-            inside = [line for line in lines if unit.start <= line.start < unit.end]
-            chunks += _prose_chunks(text, inside, opts, _join_path(unit.container))
-            index += 1
+    for key, run in groupby(_legal_units(text, lines), key=_run_key):
+        units = list(run)
+        if key[0] == "article":
+            chunks += _article_chunks(text, units, opts)
             continue
-        run_end = index
-        while (
-            run_end < len(units)
-            and units[run_end].kind == "article"
-            and units[run_end].container == unit.container
-        ):
-            run_end += 1
-        chunks += _article_chunks(text, units[index:run_end], opts)
-        index = run_end
+        [unit] = units
+        inside = [line for line in lines if unit.start <= line.start < unit.end]
+        chunks += _prose_chunks(text, inside, opts, _join_path(unit.container))
     return chunks
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
+from typing import TypeVar
 
 __all__ = ["clean_text", "fold", "has_diacritics", "nfc", "search_key"]
 
@@ -32,6 +33,7 @@ _LINE_BREAKS = frozenset("\v\f\x1c\x1d\x1e\x85\u2028\u2029")
 _SPACE_RUN = re.compile(r"[ \t]+")
 _TRAILING_SPACE = re.compile(r"[ \t]+(?=\n)")
 _BLANK_LINES = re.compile(r"\n{3,}")
+_V = TypeVar("_V")
 
 
 def nfc(text: str) -> str:
@@ -53,16 +55,20 @@ def _clean_char(ch: str) -> str | None:
     return ch
 
 
-class _CleanTable(dict[int, "str | None"]):
-    """`str.translate` table filled lazily, so each distinct character is classified once."""
+class _LazyTable(dict[int, _V]):
+    """`str.translate` table filled on first use, so each distinct character is mapped once."""
 
-    def __missing__(self, codepoint: int) -> str | None:
-        value = _clean_char(chr(codepoint))
+    def __init__(self, mapper: Callable[[str], _V]) -> None:
+        super().__init__()
+        self._mapper = mapper
+
+    def __missing__(self, codepoint: int) -> _V:
+        value = self._mapper(chr(codepoint))
         self[codepoint] = value
         return value
 
 
-_CLEAN_TABLE = _CleanTable()
+_CLEAN_TABLE = _LazyTable(_clean_char)
 
 
 def _collapse_spaces(match: re.Match[str]) -> str:
@@ -95,21 +101,8 @@ def _search_char(ch: str) -> str:
     return lower if len(lower) == 1 else folded
 
 
-class _CharTable(dict[int, str]):
-    """Lazily cached per-character mapping usable with `str.translate`."""
-
-    def __init__(self, mapper: Callable[[str], str]) -> None:
-        super().__init__()
-        self._mapper = mapper
-
-    def __missing__(self, codepoint: int) -> str:
-        value = self._mapper(chr(codepoint))
-        self[codepoint] = value
-        return value
-
-
-_FOLD_TABLE = _CharTable(_fold_char)
-_SEARCH_TABLE = _CharTable(_search_char)
+_FOLD_TABLE = _LazyTable(_fold_char)
+_SEARCH_TABLE = _LazyTable(_search_char)
 
 
 def fold(text: str) -> str:

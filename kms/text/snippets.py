@@ -8,6 +8,7 @@ stay aligned with the text.
 
 from __future__ import annotations
 
+import functools
 import re
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from kms.text.normalize import fold, has_diacritics, nfc, search_key
 
 __all__ = ["make_snippet"]
 
-ELLIPSIS = "…"
+_ELLIPSIS = "…"
 _LEAD_CHARS = 60  # context kept before the first match, at most a quarter of the snippet
 _STOP_WORDS_TEXT = """
     và của các là những được cho với trong này có một để khi thì mà ở về theo tại đã sẽ
@@ -42,23 +43,34 @@ def _is_stop_word(word: str) -> bool:
     return word in _STOP_WORDS or (not has_diacritics(word) and fold(word) in _FOLDED_STOP_WORDS)
 
 
-def _query_terms(query: str) -> tuple[list[str], set[str]]:
-    """The query's meaningful words (lowercase), and the keys of its document numbers."""
+@functools.lru_cache(maxsize=256)  # one query makes a snippet for every hit on its page
+def _query_terms(query: str) -> tuple[tuple[str, ...], tuple[str, ...], frozenset[str]]:
+    """The query's meaningful words and its stop words (lowercase), and its document-number keys."""
     query = nfc(query)
     spans = doc_number_spans(query)
     numbers = {doc_number_key(number) for _, _, number in spans}
     for start, end, _ in reversed(spans):
         query = f"{query[:start]} {query[end:]}"
-    words = [w for w in _WORD.findall(query.lower()) if len(w) > 1 and not _is_stop_word(w)]
-    return list(dict.fromkeys(words)), numbers
+    words = list(dict.fromkeys(w for w in _WORD.findall(query.lower()) if len(w) > 1))
+    return (
+        tuple(w for w in words if not _is_stop_word(w)),
+        tuple(w for w in words if _is_stop_word(w)),
+        frozenset(numbers),
+    )
 
 
-def _word_matches(text: str, words: list[str]) -> list[_Match]:
-    """Occurrences of whole words; a word typed with diacritics must match them exactly."""
+@functools.lru_cache(maxsize=256)
+def _word_pattern(words: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, str], frozenset[str]]:
+    """The pattern finding `words` in `search_key` text, the exact-only keys, and the loose keys."""
     exact = {search_key(w): w for w in words if has_diacritics(w)}
-    loose = {search_key(w) for w in words if not has_diacritics(w)}
+    loose = frozenset(search_key(w) for w in words if not has_diacritics(w))
     alternatives = "|".join(re.escape(key) for key in sorted({*exact, *loose}, key=len, reverse=True))
-    pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])")
+    return re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])"), exact, loose
+
+
+def _word_matches(text: str, words: tuple[str, ...]) -> list[_Match]:
+    """Occurrences of whole words; a word typed with diacritics must match them exactly."""
+    pattern, exact, loose = _word_pattern(words)
     matches: list[_Match] = []
     for match in pattern.finditer(search_key(text)):
         key = match.group()
@@ -67,18 +79,50 @@ def _word_matches(text: str, words: list[str]) -> list[_Match]:
     return matches
 
 
-def _find_matches(text: str, query: str) -> list[_Match]:
-    """Non-overlapping occurrences of query terms in `text` (NFC), in order."""
-    words, numbers = _query_terms(query)
-    spans = doc_number_spans(text) if numbers else []
-    found = [_Match(s, e, key) for s, e, n in spans if (key := doc_number_key(n)) in numbers]
-    if words:
-        found += _word_matches(text, words)
+def _non_overlapping(found: list[_Match]) -> list[_Match]:
     found.sort(key=lambda m: (m.start, -m.end))
     matches: list[_Match] = []
     for match in found:
         if not matches or match.start >= matches[-1].end:
             matches.append(match)
+    return matches
+
+
+def _with_linked_stop_words(text: str, strong: list[_Match], weak: list[_Match]) -> list[_Match]:
+    """Add the stop-word matches that sit in one phrase (only spaces between) with a real match.
+
+    A stop word alone is no reason to highlight, but inside a matched phrase it is part of it; and a
+    query typed without diacritics can't tell "trong" (in) from "trọng", so "trong tai thuong mai"
+    must still light up all of "trọng tài thương mại".
+    """
+    strong_keys = {(m.start, m.end) for m in strong}
+    merged = _non_overlapping([*strong, *weak])
+    kept: list[_Match] = []
+    run: list[_Match] = []
+
+    def close() -> None:
+        if any((m.start, m.end) in strong_keys for m in run):
+            kept.extend(run)
+        run.clear()
+
+    for match in merged:
+        if run and text[run[-1].end : match.start].strip():
+            close()
+        run.append(match)
+    close()
+    return kept
+
+
+def _find_matches(text: str, query: str) -> list[_Match]:
+    """Non-overlapping occurrences of query terms in `text` (NFC), in order."""
+    words, stop_words, numbers = _query_terms(query)
+    spans = doc_number_spans(text) if numbers else []
+    found = [_Match(s, e, key) for s, e, n in spans if (key := doc_number_key(n)) in numbers]
+    if words:
+        found += _word_matches(text, words)
+    matches = _non_overlapping(found)
+    if matches and stop_words:
+        matches = _with_linked_stop_words(text, matches, _word_matches(text, stop_words))
     return matches
 
 
@@ -129,8 +173,8 @@ def make_snippet(text: str, query: str, *, max_chars: int = 320) -> tuple[str, l
     window = _best_start(flat, matches, max_chars) if matches else 0
     following = [m.start for m in matches if m.start >= window]
     start, end = _word_bounds(flat, window, max_chars, following[0] if following else window)
-    prefix = ELLIPSIS if start > 0 else ""
-    snippet = prefix + flat[start:end] + (ELLIPSIS if end < len(flat) else "")
+    prefix = _ELLIPSIS if start > 0 else ""
+    snippet = prefix + flat[start:end] + (_ELLIPSIS if end < len(flat) else "")
     shift = len(prefix) - start
     ranges = [(m.start + shift, m.end + shift) for m in matches if start <= m.start and m.end <= end]
     return snippet, _merge(ranges, snippet)

@@ -18,13 +18,17 @@ from kms.services import Services
 def add_doc(services: Services, folder: Path, doc_id: str, text: str, **meta: object) -> None:
     path = folder / f"{doc_id}.md"
     path.write_text(text, encoding="utf-8")
-    path.with_name(path.name + ".meta.json").write_text(json.dumps({"doc_id": doc_id, **meta}), encoding="utf-8")
+    path.with_name(path.name + ".meta.json").write_text(
+        json.dumps({"doc_id": doc_id, **meta}), encoding="utf-8"
+    )
     assert ingest_paths(services, [path])[0].status in {"added", "replaced"}
 
 
 def key_for(services: Services, user_id: str, clearance: str, unit: str) -> dict[str, str]:
     with services.sessions() as session:
-        create_user(session, user_id=user_id, clearance=clearance, unit=unit, classification=services.classification)
+        create_user(
+            session, user_id=user_id, clearance=clearance, unit=unit, classification=services.classification
+        )
         _info, key = create_key(session, user_id=user_id)
         session.commit()
     return {"authorization": f"Bearer {key}"}
@@ -36,19 +40,31 @@ def client(services: Services) -> Iterator[TestClient]:
         yield test_client
 
 
-def test_alerts_show_only_new_readable_matching_documents(services: Services, client: TestClient, tmp_path: Path) -> None:
+def test_alerts_show_only_new_readable_matching_documents(
+    services: Services, client: TestClient, tmp_path: Path
+) -> None:
     tokyo = key_for(services, "tokyo.reader", "confidential", "mission/jp-tokyo")
     paris = key_for(services, "paris.reader", "confidential", "mission/fr-paris")
     public = {"classification": "public", "allow": ["all-staff"]}
-    add_doc(services, tmp_path, "old-guidance", "Hướng dẫn cũ về thực tập sinh kỹ năng tại Nhật Bản.", **public)
+    add_doc(
+        services, tmp_path, "old-guidance", "Hướng dẫn cũ về thực tập sinh kỹ năng tại Nhật Bản.", **public
+    )
 
-    saved = client.post("/api/v1/saved-searches", json={"name": "TTS", "query": "thuc tap sinh ky nang"}, headers=tokyo)
+    saved = client.post(
+        "/api/v1/saved-searches", json={"name": "TTS", "query": "thuc tap sinh ky nang"}, headers=tokyo
+    )
     assert saved.status_code == 201
     assert client.get("/api/v1/alerts", headers=tokyo).json() == {"alerts": [], "count": 0}
 
     add_doc(services, tmp_path, "new-guidance", "Hướng dẫn mới về bảo hộ thực tập sinh kỹ năng.", **public)
-    add_doc(services, tmp_path, "new-secret-paris", "Điện mật về thực tập sinh kỹ năng tại Pháp.",
-            classification="secret", allow=["unit:mission/fr-paris"])
+    add_doc(
+        services,
+        tmp_path,
+        "new-secret-paris",
+        "Điện mật về thực tập sinh kỹ năng tại Pháp.",
+        classification="secret",
+        allow=["unit:mission/fr-paris"],
+    )
     add_doc(services, tmp_path, "new-unrelated", "Báo cáo xuất khẩu cà phê sang châu Âu.", **public)
 
     alerts = client.get("/api/v1/alerts", headers=tokyo).json()
@@ -69,5 +85,10 @@ def test_alerts_show_only_new_readable_matching_documents(services: Services, cl
 def test_saved_search_validation(client: TestClient, services: Services) -> None:
     reader = key_for(services, "r1", "internal", "hq")
     assert client.post("/api/v1/saved-searches", json={"query": ""}, headers=reader).status_code == 422
-    assert client.post("/api/v1/saved-searches", json={"query": "a", "filters": {"x": 1}}, headers=reader).status_code == 422
+    assert (
+        client.post(
+            "/api/v1/saved-searches", json={"query": "a", "filters": {"x": 1}}, headers=reader
+        ).status_code
+        == 422
+    )
     assert client.get("/api/v1/alerts").status_code == 401

@@ -109,4 +109,5 @@ def test_no_credentials_is_401(client: TestClient) -> None:
 def test_health_and_ui_are_public(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
-    assert "<form" in client.get("/").text
+    page = client.get("/").text
+    assert 'id="view"' in page and "app.js" in page

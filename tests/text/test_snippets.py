@@ -73,6 +73,17 @@ def test_stop_word_typed_without_diacritics_does_not_hide_other_words() -> None:
     assert highlighted("Mở cửa biên giới.", "cửa") == ["cửa"]
 
 
+def test_stop_words_inside_a_matched_phrase_are_highlighted_with_it() -> None:
+    text = "Trọng tài thương mại là phương thức giải quyết tranh chấp."
+    assert highlighted(text, "trong tai thuong mai") == ["Trọng tài thương mại"]
+    assert highlighted("Quyền của công dân ở nước ngoài.", "quyền của công dân") == ["Quyền của công dân"]
+
+
+def test_stop_word_next_to_nothing_matched_stays_plain() -> None:
+    assert highlighted("Ở trong nước và tại nước ngoài.", "trong tai thuong mai") == []
+    assert highlighted("Công tác tại cơ quan đại diện.", "tại cơ quan") == ["tại cơ quan"]
+
+
 def test_no_match_returns_start_of_text() -> None:
     snippet, ranges = make_snippet(TEXT, "Tokyo", max_chars=100)
     assert snippet.startswith("Thực hiện Nghị quyết") and snippet.endswith("…") and ranges == []

@@ -11,7 +11,6 @@ from typing import Any
 import docx
 import httpx
 import pytest
-
 from browser_support import SEOUL_SECRET, Server, screenshot
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kms import alerts
-from kms.api.deps import SearchDep, SearchPrincipal
+from kms.api.deps import RowId, SearchDep, SearchPrincipal
 from kms.api.schemas import FiltersIn, HitOut
 
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
@@ -76,7 +76,7 @@ def create_saved(body: SavedSearchIn, principal: SearchPrincipal, search: Search
 
 
 @router.delete("/saved-searches/{saved_id}", status_code=204)
-def delete_saved(saved_id: int, principal: SearchPrincipal, search: SearchDep) -> Response:
+def delete_saved(saved_id: RowId, principal: SearchPrincipal, search: SearchDep) -> Response:
     alerts.delete_saved_search(search, principal, saved_id)
     return Response(status_code=204)
 

