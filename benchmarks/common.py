@@ -23,8 +23,12 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
     def pick(q: float) -> float:
         return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
 
-    return {"p50_ms": pick(0.50), "p95_ms": pick(0.95), "p99_ms": pick(0.99),
-            "mean_ms": round(statistics.fmean(ordered), 2)}
+    return {
+        "p50_ms": pick(0.50),
+        "p95_ms": pick(0.95),
+        "p99_ms": pick(0.99),
+        "mean_ms": round(statistics.fmean(ordered), 2),
+    }
 
 
 def beir_documents(dataset: str) -> Iterator[tuple[str, str, str]]:
@@ -45,6 +49,7 @@ def write_corpus(folder: Path, documents: list[tuple[str, str, str]]) -> list[Pa
         path.write_text(f"{title}\n\n{text}" if title else text, encoding="utf-8")
         path.with_name(path.name + ".meta.json").write_text(
             json.dumps({"doc_id": f"bench-{number:06d}", "classification": "public", "allow": ["all-staff"]}),
-            encoding="utf-8")
+            encoding="utf-8",
+        )
         paths.append(path)
     return paths

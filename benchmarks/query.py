@@ -24,12 +24,12 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
-from benchmarks.common import SHARED_EVAL, beir_documents, emit, percentiles, write_corpus  # noqa: E402
-from ingest.runner import ingest_paths  # noqa: E402
-from kms.config import Settings  # noqa: E402
-from kms.domain import Principal, SearchQuery  # noqa: E402
-from kms.search import SearchService, plan_query  # noqa: E402
-from kms.services import Services  # noqa: E402
+from benchmarks.common import SHARED_EVAL, beir_documents, emit, percentiles, write_corpus
+from ingest.runner import ingest_paths
+from kms.config import Settings
+from kms.domain import Principal, SearchQuery
+from kms.search import SearchService, plan_query
+from kms.services import Services
 
 DATASET = "alqac2023-train"
 
@@ -84,8 +84,12 @@ def http_latency(data_dir: Path, texts: list[str]) -> dict[str, float]:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     env = {**os.environ, "KMS_DATA_DIR": str(data_dir)}
-    server = subprocess.Popen([sys.executable, "-m", "kms.cli.main", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kms.cli.main", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(600):
@@ -125,8 +129,17 @@ def main() -> None:
         direct = direct_latency(services, texts)
         services.close()
         http = http_latency(data_dir, texts)
-        emit({"bench": "query", "chunks": chunks, "queries": len(texts), "mode": "hybrid", **direct, "http": http,
-              "http_over_direct_p50": round(http["p50_ms"] / direct["embed_plus_qdrant"]["p50_ms"], 3)})
+        emit(
+            {
+                "bench": "query",
+                "chunks": chunks,
+                "queries": len(texts),
+                "mode": "hybrid",
+                **direct,
+                "http": http,
+                "http_over_direct_p50": round(http["p50_ms"] / direct["embed_plus_qdrant"]["p50_ms"], 3),
+            }
+        )
 
 
 if __name__ == "__main__":

@@ -184,9 +184,14 @@ class SearchService:
             return []
         if len(prefetch) == 1:
             only = prefetch[0]
-            return store.query(
+            points = store.query(
                 query=only.query, using=str(only.using), query_filter=query_filter, limit=limit
             )
+            # Raw sparse scores carry collection-wide IDF, i.e. statistics of documents the caller
+            # may not read: return rank-based scores instead (fused scores are already normalised).
+            for rank, point in enumerate(points):
+                point.score = 1.0 / (rank + 1)
+            return points
         if FUSION == "dbsf":  # no weights in DBSF: a retriever weighted n is sent n times
             prefetch = [p for p, w in zip(prefetch, weights, strict=True) for _ in range(max(1, round(w)))]
         return store.fused_query(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,10 @@ def _claim(claims: dict[str, Any], path: str) -> Any:
         if not isinstance(value, dict):
             return None
         value = value.get(part)
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, list):
+        return [unicodedata.normalize("NFC", v) if isinstance(v, str) else v for v in value]
     return value
 
 

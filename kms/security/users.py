@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +40,13 @@ def _utcnow() -> dt.datetime:
 
 
 # ---- validation ------------------------------------------------------------------------------
+def nfc(value: str) -> str:
+    """Tokens are compared exactly, and ingestion stores them NFC: so are user fields."""
+    return unicodedata.normalize("NFC", value.strip())
+
+
 def check_user_id(user_id: str) -> str:
+    user_id = nfc(user_id)
     if not USER_ID.fullmatch(user_id):
         raise InvalidInput(f"invalid user id {user_id!r}: use 1-128 letters, digits or . _ @ + -")
     return user_id
@@ -53,6 +60,7 @@ def check_clearance(value: str, classification: Classification) -> str:
 
 
 def check_unit(unit: str) -> str:
+    unit = nfc(unit)
     if not is_valid_unit(unit):
         raise InvalidInput(f"invalid unit {unit!r}: use a unit path like hq/consular or mission/jp-tokyo")
     return unit
@@ -60,7 +68,7 @@ def check_unit(unit: str) -> str:
 
 def check_groups(groups: Iterable[str]) -> list[str]:
     result = []
-    for group in groups:
+    for group in map(nfc, groups):
         if not GROUP.fullmatch(group):
             raise InvalidInput(f"invalid group {group!r}: use 1-128 letters, digits or . _ @ + -")
         result.append(group)
@@ -131,8 +139,9 @@ def create_user(
     groups: Sequence[str] = (),
     roles: Sequence[str] = ("reader",),
 ) -> UserInfo:
+    user_id = check_user_id(user_id)
     row = UserRow(
-        user_id=check_user_id(user_id),
+        user_id=user_id,
         clearance=check_clearance(clearance, classification),
         unit=check_unit(unit),
         groups=check_groups(groups),

@@ -34,13 +34,22 @@ def build(cls: type[Any], services: Services) -> Any:
 
 def test_every_component_module_is_found() -> None:
     names = {cls.__name__ for cls in all_components()}
-    assert {"FileConverter", "TextCleaner", "MetadataExtractor", "LegalSplitter", "ChunkEmbedder", "ChunkWriter"} <= names
+    assert {
+        "FileConverter",
+        "TextCleaner",
+        "MetadataExtractor",
+        "LegalSplitter",
+        "ChunkEmbedder",
+        "ChunkWriter",
+    } <= names
 
 
 @pytest.mark.parametrize("cls", all_components(), ids=lambda c: c.__name__)
 def test_component_returns_its_declared_keys_on_empty_input(cls: type[Any], services: Services) -> None:
     instance = build(cls, services)
-    inputs = {name: [] for name, socket in instance.__haystack_input__._sockets_dict.items() if socket.is_mandatory}
+    inputs = {
+        name: [] for name, socket in instance.__haystack_input__._sockets_dict.items() if socket.is_mandatory
+    }
     outputs = instance.run(**inputs)
     assert set(outputs) == set(instance.__haystack_output__._sockets_dict), cls.__name__
 
@@ -55,4 +64,3 @@ def test_component_serialises(cls: type[Any], services: Services) -> None:
         return
     restored = component_from_dict(cls, data, cls.__name__)
     assert component_to_dict(restored, cls.__name__) == data
-

@@ -21,8 +21,15 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 # A mission reader's view: public guidance, Tokyo's own reports, and a secret cable of Seoul that
 # Tokyo must never see (nor its title, facet counts or similar-document entries).
-DOCS = ["104-2018-nd-cp.md", "292-nq-cp.md", "bc-18-tko-thuc-tap-sinh-2024.md", "bb-05-tko-lanh-su-luu-dong-2025.md",
-        "dien-45-tko-tai-nan-lao-dong.txt", "dien-31-sel-phuong-an-so-tan.md", "hd-88-ls-bao-ho-khan-cap.md"]
+DOCS = [
+    "104-2018-nd-cp.md",
+    "292-nq-cp.md",
+    "bc-18-tko-thuc-tap-sinh-2024.md",
+    "bb-05-tko-lanh-su-luu-dong-2025.md",
+    "dien-45-tko-tai-nan-lao-dong.txt",
+    "dien-31-sel-phuong-an-so-tan.md",
+    "hd-88-ls-bao-ho-khan-cap.md",
+]
 SEOUL_SECRET = "dien-sel-31-2025"
 
 
@@ -35,8 +42,14 @@ class Server:
 
 def _kms(data_dir: Path, *args: str) -> str:
     env = {**os.environ, "KMS_DATA_DIR": str(data_dir), "HAYSTACK_TELEMETRY_ENABLED": "False"}
-    result = subprocess.run([sys.executable, "-m", "kms.cli.main", *args], env=env, capture_output=True, text=True,
-                            timeout=600, cwd="/")
+    result = subprocess.run(
+        [sys.executable, "-m", "kms.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd="/",
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
 
@@ -64,14 +77,28 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     }
     keys = {}
     for name, (user_id, clearance, unit, roles) in users.items():
-        _kms(data_dir, "users", "add", user_id, "--clearance", clearance, "--unit", unit,
-             *[arg for role in roles for arg in ("--role", role)])
+        _kms(
+            data_dir,
+            "users",
+            "add",
+            user_id,
+            "--clearance",
+            clearance,
+            "--unit",
+            unit,
+            *[arg for role in roles for arg in ("--role", role)],
+        )
         keys[name] = _kms(data_dir, "keys", "create", user_id)
     port = _free_port()
     env = {**os.environ, "KMS_DATA_DIR": str(data_dir), "HAYSTACK_TELEMETRY_ENABLED": "False"}
     log = (root / "serve.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "kms.cli.main", "serve", "--port", str(port)], env=env,
-                               stdout=log, stderr=log, cwd="/")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kms.cli.main", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=log,
+        cwd="/",
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -97,8 +124,16 @@ def browser() -> Iterator[object]:
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--no-first-run", "--disable-quic"])
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
         yield instance
         instance.close()
 

@@ -41,7 +41,9 @@ def search(page: Any, query: str) -> list[str]:
     return page.eval_on_selector_all(".hit", "els => els.map(e => e.dataset.docId)")
 
 
-def test_mission_reader_searches_without_diacritics_and_reads_highlights(page: Any, web_server: Server) -> None:
+def test_mission_reader_searches_without_diacritics_and_reads_highlights(
+    page: Any, web_server: Server
+) -> None:
     sign_in(page, web_server, "tokyo")
     assert "tokyo.reader" in page.inner_text("#who") and "mission/jp-tokyo" in page.inner_text("#who")
     found = search(page, "thuc tap sinh ky nang nhat ban")
@@ -69,8 +71,10 @@ def test_secret_document_of_another_unit_never_appears(page: Any, web_server: Se
     page.goto(f"{web_server.url}/#/doc/{SEOUL_SECRET}")
     page.wait_for_selector("h1")
     assert page.inner_text("h1") in {"Không tìm thấy tài liệu.", "Document not found."}
-    response = httpx.get(f"{web_server.url}/api/v1/documents/{SEOUL_SECRET}",
-                         headers={"authorization": f"Bearer {web_server.keys['tokyo']}"})
+    response = httpx.get(
+        f"{web_server.url}/api/v1/documents/{SEOUL_SECRET}",
+        headers={"authorization": f"Bearer {web_server.keys['tokyo']}"},
+    )
     assert response.status_code == 404 and response.json() == {"detail": "not found"}
 
 
@@ -114,11 +118,15 @@ def _docx_bytes(text: str) -> bytes:
     return buffer.getvalue()
 
 
-def test_admin_uploads_docx_watches_job_and_finds_document(page: Any, web_server: Server, tmp_path: Any) -> None:
+def test_admin_uploads_docx_watches_job_and_finds_document(
+    page: Any, web_server: Server, tmp_path: Any
+) -> None:
     sign_in(page, web_server, "admin")
     screenshot(page, "home-admin")
     path = tmp_path / "ho-chieu-dien-tu.docx"
-    path.write_bytes(_docx_bytes("Cơ quan đại diện tiếp nhận hồ sơ cấp hộ chiếu gắn chíp điện tử từ tháng 7 năm 2025."))
+    path.write_bytes(
+        _docx_bytes("Cơ quan đại diện tiếp nhận hồ sơ cấp hộ chiếu gắn chíp điện tử từ tháng 7 năm 2025.")
+    )
     page.goto(web_server.url + "/#/admin/upload")
     page.set_input_files("#files", str(path))
     page.select_option("#classification", "internal")

@@ -1,7 +1,8 @@
 """GET /api/v1/admin/documents: the registry by status, for admins and ingestors.
 
-Ingestors see their own unit's documents that they may read. Admins see every row's status, but
-the title and number only of documents they may read themselves (managing is not reading).
+Ingestors see their own unit's documents that they may read. Admins see the rows within their own
+clearance (`access.administer_clause`), but the title and number only of documents they may read
+themselves (managing is not reading).
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ class AdminDocuments(BaseModel):
 
 
 def _scope(principal: Principal, services: Services) -> Select[Any]:
-    if principal.has_role("admin"):
-        return select(DocumentRow)
+    if principal.has_role("admin"):  # admins manage only what is within their own clearance
+        return select(DocumentRow).where(access.administer_clause(principal, services.classification))
     return select(DocumentRow).where(
         DocumentRow.owner_unit == principal.unit, access.registry_clause(principal, services.classification)
     )
