@@ -54,6 +54,7 @@ class SyncReport:
     bytes_out: int = 0
     seconds: float = 0.0
     error: str | None = None
+    unreachable: bool = False  # the error was the link (HQ did not answer), not a refusal
     statuses: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -467,6 +468,7 @@ def sync_once(node: NodeContext, *, reconcile: bool = False) -> SyncReport:
     client = HqClient(node)
     run = MissionSync(node, client)
     error: str | None = None
+    unreachable = False
     try:
         run.push()
         restarted = run.pull()
@@ -474,6 +476,7 @@ def sync_once(node: NodeContext, *, reconcile: bool = False) -> SyncReport:
         if reconcile or restarted or run.reconcile_due():
             run.reconcile()
     except (httpx.HTTPError, KmsError, OSError) as exc:
+        unreachable = isinstance(exc, httpx.TransportError | OSError)
         error = f"{type(exc).__name__}: {exc}" if isinstance(exc, httpx.HTTPError | OSError) else str(exc)
     finally:
         client.close()
@@ -482,6 +485,7 @@ def sync_once(node: NodeContext, *, reconcile: bool = False) -> SyncReport:
     report.bytes_in = client.bytes_in
     report.bytes_out = client.bytes_out
     report.error = error
+    report.unreachable = unreachable
     with node.services.sessions() as session:
         row = peer_state.peer_row(session, run.hq)
         peer_state.bump(row, syncs=1, failures=1 if error else 0, bytes_in=client.bytes_in)

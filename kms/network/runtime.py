@@ -83,8 +83,11 @@ class NetworkRuntime:
             )
         with self._sync_lock:
             report = sync_once(self.node, reconcile=reconcile)
-        if self.federator is not None and report.error is None:
-            self.federator.mark_up()  # the link works again: ask HQ at once
+        if self.federator is not None:  # searches follow what the last sync learnt about the link
+            if report.error is None:
+                self.federator.mark_up()
+            elif report.unreachable:
+                self.federator.mark_down()
         return report
 
     def stop(self) -> None:

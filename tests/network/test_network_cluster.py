@@ -284,6 +284,15 @@ def test_hq_killed_mid_transfer_then_both_resume(cluster: Cluster, tmp_path: Pat
     cluster.hq.kill()
     thread.join(timeout=120)
     assert (outcome.get("report") or {}).get("error"), outcome
+    partial = {d for d in cluster.tokyo.indexed() if d.startswith("k-")}
+    assert 0 < len(partial) < 32, len(partial)
+    row = {
+        "scenario": "HQ killed mid-transfer (before resume)",
+        "node": TOKYO,
+        "expected": 32,
+        "present": len(partial),
+    }
+    cluster.convergence.append(row)
     cluster.hq.start()
     link.restore()
     for mission in (TOKYO, PARIS):
