@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import pytest
 from qdrant_client import models
@@ -18,6 +19,7 @@ from store_scenario import (
     SERVER_URL,
     UNITS,
     classification,
+    default_layout,
     dispose,
     make_store,
     random_corpus,
@@ -41,7 +43,10 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Chunk
     corpus = random_corpus(SEED, documents=120, dim=DIM)
     opened: dict[str, ChunkStore] = {}
     for name in AVAILABLE:
-        store = make_store(name, tmp_path_factory.mktemp(f"congruence-{name}"))
+        # Exact float scoring on every backend: int8 quantization is an approximation whose rounding
+        # differs between engines, which is not what congruence is about (it flaked once in CI).
+        layout = replace(default_layout(), quantization=None)
+        store = make_store(name, tmp_path_factory.mktemp(f"congruence-{name}"), layout)
         store.ensure_active("test-model", DIM)
         store.upsert(corpus.chunks)
         opened[name] = store
