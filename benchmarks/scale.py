@@ -432,10 +432,11 @@ def main() -> None:
         "--ablation", action="store_true", help="also edge without quantization/payload indexes"
     )
     parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--build-only", action="store_true", help="build (and cache) the indexes, measure nothing")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     texts = real_passages(args.real)
-    if args.ratio_chunks:
+    if args.ratio_chunks and not args.build_only:
         emit(ingestion_ratio(texts[: args.ratio_chunks], args.workdir))
     corpus = Synthetic(texts, real_vectors(args.workdir, texts, Settings().embedder))
     queries = query_texts(200)
@@ -455,6 +456,9 @@ def main() -> None:
                 data_dir = args.workdir / f"{backend}-{variant}-{size}"
                 log(f"building {backend}/{variant} with {size} chunks")
                 stats = build(backend, data_dir, size, corpus, variant_layout)
+                if args.build_only:
+                    emit({"bench": "scale-build", "backend": backend, "variant": variant, "chunks": size, **stats})
+                    continue
                 store_dir = data_dir / ("edge" if backend == "edge" else "qdrant")
                 count = args.local_queries if backend == "local" else args.queries
                 settings = Settings(data_dir=data_dir, store=backend)

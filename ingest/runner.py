@@ -11,6 +11,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -87,6 +88,9 @@ def ingest_specs(
     )
 
 
+_CLEANUP = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kms-cleanup")
+
+
 @dataclass
 class _Linked:
     index: int
@@ -106,8 +110,9 @@ class PreparedBatch:
     tmp: tempfile.TemporaryDirectory[str] | None = None
 
     def close(self) -> None:
+        """Remove the temporary links, off the indexing thread (it is only file-system work)."""
         if self.tmp is not None:
-            self.tmp.cleanup()
+            _CLEANUP.submit(self.tmp.cleanup)
             self.tmp = None
 
 

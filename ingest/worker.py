@@ -15,12 +15,11 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 
 from ingest import jobs, sources
 from ingest.files import FileResult, FileSpec
-from ingest.pipeline import build_stages
-from ingest.runner import BATCH_FILES, PreparedBatch, Progress, delete_document, index_prepared, prepare_specs
+from ingest.pipeline import Stages, build_stages
+from ingest.runner import BATCH_FILES, Progress, delete_document, ingest_specs
 from kms.db.job_models import JobFileRow, JobRow
 from kms.security import audit
 from kms.services import Services
@@ -127,63 +126,31 @@ def _run(
     log.info(
         "job %s running", job.id, extra={"job_id": job.id, "files": job.files_total, "pending": len(pending)}
     )
-    groups = list(_groups(pending, BATCH_FILES))
-    stages = build_stages(services) if any(g[0].op == "ingest" for g in groups) else None
-    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kms-prepare-{job.id}")
-    upcoming: Future[PreparedBatch] | None = None
-
-    def prepare(group: list[JobFileRow]) -> Future[PreparedBatch] | None:
-        """Convert and split a batch in the background while the current one is embedded."""
-        if group[0].op != "ingest" or stages is None:
+    stages: Stages | None = None
+    for group in _groups(pending, BATCH_FILES):
+        if heartbeat.lost.is_set():
+            raise jobs.LeaseLost(f"job {job.id}: lease lost")
+        if stop is not None and stop.is_set():
+            jobs.release(sessions, lease)
+            log.info("job %s given back (worker stopping)", job.id, extra={"job_id": job.id})
             return None
-        return prefetch.submit(
-            prepare_specs, services, [_spec(file) for file in group], principal=principal, stages=stages
-        )
-
-    try:
-        for number, group in enumerate(groups):
-            current, upcoming = upcoming, None
-            if heartbeat.lost.is_set():
-                raise jobs.LeaseLost(f"job {job.id}: lease lost")
-            if stop is not None and stop.is_set():
-                jobs.release(sessions, lease)
-                log.info("job %s given back (worker stopping)", job.id, extra={"job_id": job.id})
-                _discard(current)
-                return None
-            if jobs.cancel_requested(sessions, lease):
-                _discard(current)
-                break
-            if group[0].op == "delete":
-                results = [_remove(services, job, file) for file in group]
-            else:
-                assert stages is not None
-                current = current or prepare(group)
-                assert current is not None
-                prepared = current.result()
-                if number + 1 < len(groups):
-                    upcoming = prepare(groups[number + 1])
-                results = index_prepared(services, prepared, stages)
-                _audit(services, job, group, results)
-            jobs.record(
-                sessions, lease, list(zip(group, results, strict=True)), lease_s=services.settings.job_lease_s
+        if jobs.cancel_requested(sessions, lease):
+            break
+        if group[0].op == "delete":
+            results = [_remove(services, job, file) for file in group]
+        else:
+            stages = stages or build_stages(services)
+            results = ingest_specs(
+                services, [_spec(file) for file in group], principal=principal, stages=stages
             )
-            done += len(group)
-            if progress:
-                progress(done, job.files_total)
-    finally:
-        _discard(upcoming)
-        prefetch.shutdown(wait=True)
+            _audit(services, job, group, results)
+        jobs.record(
+            sessions, lease, list(zip(group, results, strict=True)), lease_s=services.settings.job_lease_s
+        )
+        done += len(group)
+        if progress:
+            progress(done, job.files_total)
     return jobs.finish(sessions, lease)
-
-
-def _discard(batch: Future[PreparedBatch] | None) -> None:
-    """Drop a batch prepared for nothing (its temporary links go with it)."""
-    if batch is None:
-        return
-    try:
-        batch.result().close()
-    except Exception:  # it failed: nothing to clean
-        log.debug("discarded batch failed", exc_info=True)
 
 
 def _groups(files: Sequence[JobFileRow], size: int) -> Iterator[list[JobFileRow]]:

@@ -406,10 +406,11 @@ async function renderJobs() {
   await guarded("jobs", async () => {
     const data = await api("/api/v1/jobs?limit=50");
     const rows = (data.data || data.jobs || []).map((job) => [
-      String(job.id), h("span", { class: "state state-" + job.state }, job.state),
+      h("a", { href: "#/admin/jobs/" + job.id }, String(job.id)), h("span", { class: "state state-" + job.state }, job.state),
       h("progress", { max: String(job.files_total || 1), value: String(job.files_done || 0), "aria-label": t("progress") }),
       `${job.files_done || 0}/${job.files_total || 0}`, String(job.chunks_written || 0),
-      (job.errors || []).map((e) => h("div", { class: "error" }, `${e.file || e.path || ""}: ${e.error || e}`)),
+      h("span", {}, job.error ? h("div", { class: "error" }, job.error) : null,
+        job.files_failed ? h("a", { href: "#/admin/jobs/" + job.id, class: "error" }, t("files_failed", job.files_failed)) : null),
       h("span", {}, job.state === "failed" || job.state === "dead" ? h("button", { type: "button", class: "link", onclick: async () => { await api(`/api/v1/jobs/${job.id}/retry`, { method: "POST" }); renderJobs(); } }, t("retry")) : null,
         job.state === "queued" || job.state === "running" ? h("button", { type: "button", class: "link", onclick: async () => { await api(`/api/v1/jobs/${job.id}/cancel`, { method: "POST" }); renderJobs(); } }, t("cancel")) : null),
     ]);
@@ -448,11 +449,52 @@ function renderUpload() {
   adminFrame("upload", h("h1", {}, t("admin_upload")), form);
 }
 
+async function renderJob(id) {
+  await guarded("jobs", async () => {
+    const job = await api(`/api/v1/jobs/${encodeURIComponent(id)}`);
+    const rows = job.files.map((f) => [f.name, f.op, h("span", { class: "state state-" + f.state }, f.state),
+      f.doc_id ? h("a", { href: "#/doc/" + encodeURIComponent(f.doc_id) }, f.doc_id) : "", String(f.chunks),
+      f.error ? h("span", { class: "error" }, f.error) : ""]);
+    adminFrame("jobs", h("p", {}, h("a", { href: "#/admin/jobs" }, t("back"))),
+      h("h1", {}, `${t("job")} ${job.id} · ${job.kind}${job.source ? " · " + job.source : ""}`),
+      h("p", {}, h("span", { class: "state state-" + job.state }, job.state), ` ${job.files_done}/${job.files_total} · ${t("chunks")}: ${job.chunks_written}`),
+      job.error ? h("p", { class: "error" }, job.error) : null,
+      table([t("files"), "op", t("state"), t("admin_documents"), t("chunks"), t("errors")], rows));
+    clearTimeout(jobsTimer);
+    if (job.state === "queued" || job.state === "running") {
+      jobsTimer = setTimeout(() => { if (location.hash === "#/admin/jobs/" + id) renderJob(id); }, 1500);
+    }
+  });
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString(state.lang === "vi" ? "vi-VN" : "en-GB") : t("never");
+}
+
 async function renderSources() {
   await guarded("sources", async () => {
     const data = await api("/api/v1/sources");
-    const rows = (data.data || data.sources || []).map((s) => [s.name, s.path, s.classification || "", s.last_sync_at || s.last_sync || "—", s.last_status || ""]);
-    adminFrame("sources", h("h1", {}, t("admin_sources")), table([t("source"), t("path"), t("classification"), t("last_sync"), t("status")], rows));
+    const status = h("p", { role: "status", id: "sources-status" });
+    const rows = data.data.map((s) => [s.name, h("code", {}, s.path), s.classification ? badge(s.classification) : "",
+      s.schedule_minutes ? t("every_minutes", s.schedule_minutes) : "—", String(s.files),
+      h("time", { datetime: s.last_sync_at || "" }, when(s.last_sync_at)),
+      s.last_job_id ? h("a", { href: "#/admin/jobs/" + s.last_job_id, class: "state state-" + (s.last_job_state || "") },
+        s.last_job_state || String(s.last_job_id)) : "—",
+      h("button", { type: "button", class: "link", "aria-label": `${t("sync_now")} ${s.name}`, onclick: async () => {
+        status.textContent = t("loading");
+        try {
+          const out = await api(`/api/v1/sources/${encodeURIComponent(s.name)}/sync`, { method: "POST" });
+          status.textContent = out.job_id ? t("uploaded", out.job_id) : t("no_changes");
+          renderSources();
+        } catch (err) { status.textContent = err.message; status.className = "error"; }
+      } }, t("sync_now"))]);
+    adminFrame("sources", h("h1", {}, t("admin_sources")), status,
+      rows.length ? table([t("source"), t("path"), t("classification"), t("schedule"), t("files"), t("last_sync"), t("status"), ""], rows)
+        : h("p", {}, t("no_sources")));
+    clearTimeout(jobsTimer);
+    if (data.data.some((s) => s.last_job_state === "queued" || s.last_job_state === "running")) {
+      jobsTimer = setTimeout(() => { if (location.hash.startsWith("#/admin/sources")) renderSources(); }, 1500);
+    }
   });
 }
 
@@ -528,6 +570,7 @@ async function route() {
   if (path.startsWith("/doc/")) return renderDocument(decodeURIComponent(path.slice(5)), params);
   if (path === "/search" && params.get("q")) return renderSearch(params);
   if (path === "/admin/jobs") return renderJobs();
+  if (path.startsWith("/admin/jobs/")) return renderJob(path.slice(12));
   if (path === "/admin/upload") return renderUpload();
   if (path === "/admin/sources") return renderSources();
   if (path === "/admin/documents") return renderAdminDocuments(params);

@@ -28,6 +28,9 @@ window.KMS_I18N = {
     groups: "Nhóm", add_user: "Thêm người dùng", new_key: "Cấp khóa", key_once: "Khóa mới (chỉ hiện một lần):",
     revoke: "Thu hồi", keys: "Khóa", audit_log: "Nhật ký kiểm toán", verify: "Kiểm tra chuỗi", actor: "Người thực hiện",
     action: "Hành động", target: "Đối tượng", time: "Thời gian", loading: "Đang tải…", error: "Lỗi",
+    sync_now: "Đồng bộ ngay", no_changes: "Không có thay đổi.", never: "Chưa đồng bộ", schedule: "Lịch",
+    every_minutes: (n) => `mỗi ${n} phút`, no_sources: "Chưa có nguồn nào (thêm bằng lệnh kms sources add).",
+    files_failed: (n) => `${n} tệp lỗi`,
     forbidden: "Bạn không có quyền xem trang này.", unavailable: "Chức năng này chưa có trên máy chủ.",
   },
   en: {
@@ -57,6 +60,9 @@ window.KMS_I18N = {
     groups: "Groups", add_user: "Add user", new_key: "New key", key_once: "New key (shown once):",
     revoke: "Revoke", keys: "Keys", audit_log: "Audit log", verify: "Verify chain", actor: "Actor",
     action: "Action", target: "Target", time: "Time", loading: "Loading…", error: "Error",
+    sync_now: "Sync now", no_changes: "No changes.", never: "Never", schedule: "Schedule",
+    every_minutes: (n) => `every ${n} min`, no_sources: "No sources yet (add one with kms sources add).",
+    files_failed: (n) => `${n} file(s) failed`,
     forbidden: "You may not view this page.", unavailable: "This feature is not available on the server.",
   },
 };

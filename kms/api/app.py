@@ -18,6 +18,7 @@ from kms.api.routes import ingest as ingest_routes
 from kms.api.routes import jobs as jobs_routes
 from kms.api.routes import metrics as metrics_routes
 from kms.api.routes import replication as replication_routes
+from kms.api.routes import sources as sources_routes
 from kms.errors import ConfigError, Conflict, Forbidden, InvalidInput, KmsError, NotFound, TooLarge
 from kms.search import SearchService
 from kms.security.authn import Authenticator
@@ -64,6 +65,7 @@ def create_app(services: Services, *, operator_token: str | None = None) -> Fast
         admin_documents.router,
         ingest_routes.router,
         jobs_routes.router,
+        sources_routes.router,
         metrics_routes.router,
         replication_routes.router,
     )

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from security_helpers import CURATED, LEVELS, MATCH_ALL, SecureCorpus
 
+from ingest import sources
 from kms.db.security_models import UserRow
 from kms.domain import ROLES, Principal
 from kms.security import users
@@ -306,6 +307,29 @@ def download(ctx: Ctx, who: Who) -> None:
             ctx.problems.append(f"{who.slug}: download {doc_id} is not the original")
 
 
+SOURCES = {"mx-src-secret": "secret", "mx-src-public": "public", "mx-src-any": None}
+
+
+def sources_list(ctx: Ctx, who: Who) -> None:
+    """Ingestors and admins see the sources whose default level is within their clearance."""
+    response = ctx.request(who, "GET", "/api/v1/sources")
+    if not who.has("ingestor", "admin"):
+        return ctx.expect(who, "list sources", response, 403)
+    ctx.expect(who, "list sources", response, 200)
+    shown = {s["name"] for s in response.json()["data"]} & set(SOURCES)
+    expected = {n for n, level in SOURCES.items() if level is None or within_clearance(who, level, ctx)}
+    if shown != expected:
+        ctx.problems.append(f"{who.slug}: sources {sorted(shown)}, expected {sorted(expected)}")
+
+
+def sources_sync(ctx: Ctx, who: Who) -> None:
+    for name in ("mx-src-secret", "mx-src-missing"):
+        response = ctx.request(who, "POST", f"/api/v1/sources/{name}/sync")
+        visible = name in SOURCES and within_clearance(who, "secret", ctx)
+        expected = 403 if not who.has("ingestor", "admin") else 202 if visible else 404
+        ctx.expect(who, f"sync {name}", response, expected)
+
+
 def saved_search_body(ctx: Ctx) -> dict[str, Any]:
     return {"name": f"mx-{next(ctx.serial)}", "query": "bảo hộ công dân"}
 
@@ -367,11 +391,20 @@ MATRIX: dict[tuple[str, str], Callable[[Ctx, Who], None]] = {
     ("GET", "/api/v1/jobs/{job_id}"): any_caller("GET", "/api/v1/jobs/987654321", 404),
     ("POST", "/api/v1/jobs/{job_id}/retry"): any_caller("POST", "/api/v1/jobs/987654321/retry", 404),
     ("POST", "/api/v1/jobs/{job_id}/cancel"): any_caller("POST", "/api/v1/jobs/987654321/cancel", 404),
+    ("GET", "/api/v1/sources"): sources_list,
+    ("POST", "/api/v1/sources/{name}/sync"): sources_sync,
     ("GET", "/metrics"): role_gated("GET", "/metrics", ("admin", "auditor"), 200),
     ("POST", "/api/v1/local/check"): operator_only("POST", "/api/v1/local/check", run_as_operator=False),
 }
 # What an unauthenticated probe of each protected row sends (any concrete request will do).
-PROBE_PARAMS = {"doc_id": NO_DOC, "user_id": "mx-public", "key_id": "0" * 16, "saved_id": "1", "job_id": "1"}
+PROBE_PARAMS = {
+    "doc_id": NO_DOC,
+    "user_id": "mx-public",
+    "key_id": "0" * 16,
+    "saved_id": "1",
+    "job_id": "1",
+    "name": "x",
+}
 
 
 def identities(corpus: SecureCorpus, operator_headers: dict[str, str]) -> list[Who]:
@@ -414,7 +447,18 @@ def refused(corpus: SecureCorpus) -> list[Who]:
 
 
 @pytest.fixture(scope="module")
-def ctx(secure_corpus: SecureCorpus) -> Ctx:
+def ctx(secure_corpus: SecureCorpus, tmp_path_factory: pytest.TempPathFactory) -> Ctx:
+    known = {s["name"] for s in sources.list_sources(secure_corpus.services)}
+    for name, level in SOURCES.items():
+        if name not in known:  # empty folders: a sync finds nothing to do
+            sources.add_source(
+                secure_corpus.services,
+                name=name,
+                path=tmp_path_factory.mktemp(name),
+                defaults={"classification": level} if level else {},
+                schedule_minutes=None,
+                created_by="test",
+            )
     for user_id, level in (("mx-public", "public"), ("mx-top", "top_secret")):
         with secure_corpus.services.sessions() as session:
             if session.get(UserRow, user_id) is None:

@@ -31,6 +31,11 @@ DOCS = [
     "hd-88-ls-bao-ho-khan-cap.md",
 ]
 SEOUL_SECRET = "dien-sel-31-2025"
+SHARE = "hq-lanh-su"
+SHARE_TEXT = (
+    "Công văn 12/LS về thị thực điện tử: từ tháng 9 năm 2025 các cơ quan đại diện "
+    "tiếp nhận hồ sơ đề nghị cấp thị thực điện tử cho người nước ngoài qua cổng dịch vụ công."
+)
 
 
 @dataclass
@@ -89,6 +94,13 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             *[arg for role in roles for arg in ("--role", role)],
         )
         keys[name] = _kms(data_dir, "keys", "create", user_id)
+    # An HQ department share that the admin syncs from the sources page (nothing ingested yet).
+    share = root / "share"
+    share.mkdir()
+    (share / "cv-12-ls-visa-dien-tu.txt").write_text(SHARE_TEXT, encoding="utf-8")
+    _kms(
+        data_dir, "sources", "add", SHARE, str(share), "--classification", "internal", "--allow", "all-staff"
+    )
     port = _free_port()
     env = {**os.environ, "KMS_DATA_DIR": str(data_dir), "HAYSTACK_TELEMETRY_ENABLED": "False"}
     log = (root / "serve.log").open("wb")
