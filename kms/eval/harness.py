@@ -27,7 +27,7 @@ from typing import Any
 
 from kms.config import Settings
 from kms.domain import Principal, SearchMode, SearchQuery
-from kms.embedding import create_embedder
+from kms.embedding import create_embedder, model_fingerprint
 from kms.errors import InvalidInput, KmsError
 from kms.eval.dataset import BeirDataset
 from kms.eval.embedding_cache import CachedEmbedder
@@ -69,7 +69,7 @@ def code_fingerprint(settings: Settings) -> str:
 
 def index_key(dataset: BeirDataset, settings: Settings) -> str:
     """Cache key: corpus bytes + embedding model + indexing code and layout."""
-    parts = (dataset.corpus_digest(), settings.embedder, code_fingerprint(settings))
+    parts = (dataset.corpus_digest(), model_fingerprint(settings.embedder), code_fingerprint(settings))
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
 
@@ -172,7 +172,8 @@ def open_index(
         directory = (index_dir or cache_root / key).expanduser().resolve()
     reused = _prepare_directory(directory, key)
     embedding_cache = (
-        cache_root / f"passages-{hashlib.sha256(settings.embedder.encode()).hexdigest()[:12]}.sqlite"
+        cache_root
+        / f"passages-{hashlib.sha256(model_fingerprint(settings.embedder).encode()).hexdigest()[:12]}.sqlite"
     )
     services = _open_services(
         directory, settings, embedding_cache if cache else None, cache_queries=cache_queries

@@ -203,7 +203,9 @@ def _from_edge_vectors(value: Any) -> Any:
 
 
 def _scored(point: qe.ScoredPoint) -> models.ScoredPoint:
-    return models.ScoredPoint(
+    # model_construct: the engine's own values need no validation, which cost ~30 µs per point
+    # (a search converts up to 600 candidates per retriever)
+    return models.ScoredPoint.model_construct(
         id=str(point.id), version=point.version, score=point.score, payload=point.payload, vector=None
     )
 
