@@ -77,7 +77,8 @@ def rss_mb(pid: int | None = None) -> float:
 
 
 def disk_mb(path: Path) -> float:
-    return round(sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20, 1)
+    """Blocks actually used (the engine preallocates sparse files, whose apparent size is larger)."""
+    return round(sum(p.stat().st_blocks * 512 for p in path.rglob("*") if p.is_file()) / 2**20, 1)
 
 
 # ---- corpus --------------------------------------------------------------------------------------

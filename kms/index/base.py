@@ -147,7 +147,9 @@ class ChunkStore(abc.ABC):
         query_filter: models.Filter | None,
         limit: int,
         prefetch: list[models.Prefetch] | None = None,
-    ) -> list[models.ScoredPoint]: ...
+        fields: Sequence[str] | None = None,
+    ) -> list[models.ScoredPoint]:
+        """Nearest points; `fields` limits the payload returned (None: all of it)."""
 
     @abc.abstractmethod
     def fused_query(
@@ -159,10 +161,12 @@ class ChunkStore(abc.ABC):
         query_filter: models.Filter | None,
         limit: int,
         fusion: str = "rrf",
+        fields: Sequence[str] | None = None,
     ) -> list[models.ScoredPoint]:
         """Fusion of the prefetches (each carries its own filter too): weighted reciprocal-rank
         fusion, or with `fusion="dbsf"` distribution-based score fusion (which takes no weights:
-        `weights` and `k_rrf` are ignored; repeat a prefetch to count it more)."""
+        `weights` and `k_rrf` are ignored; repeat a prefetch to count it more). `fields` limits
+        the payload returned (None: all of it)."""
 
     @abc.abstractmethod
     def recommend(

@@ -647,6 +647,7 @@ class EdgeChunkStore(ChunkStore):
         query_filter: models.Filter | None,
         limit: int,
         prefetch: list[models.Prefetch] | None = None,
+        fields: Sequence[str] | None = None,
     ) -> list[models.ScoredPoint]:
         return self._run(
             qe.QueryRequest(
@@ -655,7 +656,7 @@ class EdgeChunkStore(ChunkStore):
                 prefetches=[self._prefetch(p) for p in prefetch] if prefetch else None,
                 filter=edge_filter(query_filter),
                 params=self._params(),
-                with_payload=True,
+                with_payload=list(fields) if fields is not None else True,
             )
         )
 
@@ -668,6 +669,7 @@ class EdgeChunkStore(ChunkStore):
         query_filter: models.Filter | None,
         limit: int,
         fusion: str = "rrf",
+        fields: Sequence[str] | None = None,
     ) -> list[models.ScoredPoint]:
         method = qe.Fusion.Dbsf() if fusion == "dbsf" else qe.Fusion.Rrf(k=k_rrf, weights=list(weights))
         return self._run(
@@ -676,7 +678,7 @@ class EdgeChunkStore(ChunkStore):
                 query=cast(Any, method),  # the stub omits Rrf
                 prefetches=[self._prefetch(p) for p in prefetch],
                 filter=edge_filter(query_filter),
-                with_payload=True,
+                with_payload=list(fields) if fields is not None else True,
             )
         )
 

@@ -216,6 +216,7 @@ class QdrantChunkStore(ChunkStore):
         query_filter: models.Filter | None,
         limit: int,
         prefetch: list[models.Prefetch] | None = None,
+        fields: Sequence[str] | None = None,
     ) -> list[models.ScoredPoint]:
         response = self.client.query_points(
             self.alias,
@@ -225,7 +226,7 @@ class QdrantChunkStore(ChunkStore):
             query_filter=query_filter,
             search_params=self._params(),
             limit=limit,
-            with_payload=True,
+            with_payload=list(fields) if fields is not None else True,
         )
         return response.points
 
@@ -238,6 +239,7 @@ class QdrantChunkStore(ChunkStore):
         query_filter: models.Filter | None,
         limit: int,
         fusion: str = "rrf",
+        fields: Sequence[str] | None = None,
     ) -> list[models.ScoredPoint]:
         params = self._params()
         if params is not None:
@@ -253,7 +255,7 @@ class QdrantChunkStore(ChunkStore):
             query=query,
             query_filter=query_filter,
             limit=limit,
-            with_payload=True,
+            with_payload=list(fields) if fields is not None else True,
         )
         return response.points
 
