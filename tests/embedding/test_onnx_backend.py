@@ -90,3 +90,17 @@ def test_build_into_an_explicit_dir(tmp_path: Path) -> None:
     embedder = OnnxE5Embedder(target, threads=1)
     vectors = embedder.embed_queries(QUERIES[:1])
     assert vectors.shape == (1, 384)
+
+
+def test_word_by_word_tokens_equal_whole_text_viterbi(onnx: OnnxE5Embedder) -> None:
+    """The remembered per-word segmentation gives exactly the ids of one Viterbi over the text."""
+    from kms.embedding import onnx_backend
+
+    tokenizer = onnx._load_tokenizer()
+    for text in [*PASSAGES, *QUERIES, "  a  b ", " ", "x\u00a0y", "tab\there\nnew line", "ĐHĐCĐ…", "🇻🇳🇻🇳"]:
+        normalised = onnx_backend._SPACES.sub(" ", text.translate(tokenizer._table))
+        whole = tokenizer._segment(
+            onnx_backend._META + normalised.lstrip(" ").replace(" ", onnx_backend._META)
+        )
+        assert tokenizer.content_ids(text) == list(whole), text
+        assert tokenizer.content_ids(text) == list(whole), text  # from the memory, again
