@@ -7,7 +7,6 @@ then commit the registry row. A crash anywhere is repaired by running the same w
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 from collections.abc import Callable
 from itertools import groupby
@@ -19,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from kms.config import Classification
 from kms.db.models import DocumentRow, utcnow
-from kms.db.registry import set_allow
+from kms.db.registry import fill_indexed, set_allow
 from kms.index.base import doc_condition, version_condition
 from kms.index.store import ChunkPoint, ChunkStore
 from kms.network.changes import record_change
@@ -182,24 +181,10 @@ class ChunkWriter:
 def _fill_row(
     row: DocumentRow, meta: dict[str, Any], classification: Classification, *, version: int, chunk_count: int
 ) -> None:
-    issued = meta.get("issued_date")
-    row.version = version
-    row.status = "indexed"
-    row.error = None
-    row.sha256 = str(meta.get("sha256") or "")
-    row.meta_hash = str(meta.get("meta_hash") or "")
-    row.title = str(meta.get("title") or "")
-    row.doc_number = meta.get("doc_number")
-    row.doc_type = str(meta.get("doc_type") or "other")
-    row.issuer = meta.get("issuer")
-    row.issued_date = dt.date.fromisoformat(str(issued)) if issued else None
-    row.language = str(meta.get("language") or "vi")
+    fill_indexed(row, meta, version=version, chunk_count=chunk_count)
     row.classification = meta.get("classification")
     row.classification_rank = classification.rank(meta.get("classification"))
-    row.owner_unit = meta.get("owner_unit")
     row.source_path = meta.get("original_path") or meta.get("source_path")  # not the temporary link
     row.original_sha256 = meta.get("sha256")
-    row.file_name = meta.get("file_name")
     row.origin_node = meta.get("origin_node")
-    row.chunk_count = chunk_count
     row.text = str(meta.get("doc_text") or "")

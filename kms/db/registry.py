@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
@@ -34,6 +36,27 @@ def readable_ids(session: Session, principal: Principal, classification: Classif
         DocumentRow.status == "indexed", registry_clause(principal, classification)
     )
     return set(session.scalars(statement))
+
+
+def fill_indexed(row: DocumentRow, meta: dict[str, Any], *, version: int, chunk_count: int) -> None:
+    """The fields every indexed version sets from its metadata, whether ingested here or replicated.
+    Access (classification, allow list), provenance (paths, origin), the text and `indexed_at` are
+    the caller's to set."""
+    issued = meta.get("issued_date")
+    row.version = version
+    row.status = "indexed"
+    row.error = None
+    row.sha256 = str(meta.get("sha256") or "")
+    row.meta_hash = str(meta.get("meta_hash") or "")
+    row.title = str(meta.get("title") or "")
+    row.doc_number = meta.get("doc_number")
+    row.doc_type = str(meta.get("doc_type") or "other")
+    row.issuer = meta.get("issuer")
+    row.issued_date = dt.date.fromisoformat(str(issued)) if issued else None
+    row.language = str(meta.get("language") or "vi")
+    row.owner_unit = meta.get("owner_unit")
+    row.file_name = meta.get("file_name")
+    row.chunk_count = chunk_count
 
 
 def set_allow(session: Session, row: DocumentRow, allow: Sequence[str]) -> None:

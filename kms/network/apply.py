@@ -9,7 +9,6 @@ repaired by applying the same change again; a change at or below the position is
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Session
 from ingest.components.chunk_writer import WRITE_LOCK, access_payload, chunk_payload
 from kms.db.models import DocumentAccessRow, DocumentRow, utcnow
 from kms.db.network_models import ReceivedRow
-from kms.db.registry import set_allow
+from kms.db.registry import fill_indexed, set_allow
 from kms.errors import Conflict, ModelMismatch
 from kms.index.store import ChunkPoint
 from kms.network.bundle import Bundle
@@ -161,26 +160,12 @@ def _check_bundle(services: Services, change: Change, bundle: Bundle, known: tup
 
 
 def _fill(row: DocumentRow, meta: dict[str, Any], change: Change, rank: int | None, chunks: int) -> None:
-    issued = meta.get("issued_date")
-    row.version = change.version
-    row.status = "indexed"
-    row.error = None
-    row.sha256 = str(meta.get("sha256") or "")
-    row.meta_hash = str(meta.get("meta_hash") or "")
-    row.title = str(meta.get("title") or "")
-    row.doc_number = meta.get("doc_number")
-    row.doc_type = str(meta.get("doc_type") or "other")
-    row.issuer = meta.get("issuer")
-    row.issued_date = dt.date.fromisoformat(str(issued)) if issued else None
-    row.language = str(meta.get("language") or "vi")
+    fill_indexed(row, meta, version=change.version, chunk_count=chunks)
     row.classification = change.classification
     row.classification_rank = rank
-    row.owner_unit = meta.get("owner_unit")
     row.source_path = None  # the author's file paths stay with the author
     row.original_sha256 = meta.get("original_sha256")
-    row.file_name = meta.get("file_name")
     row.origin_node = meta.get("origin_node") or change.origin
-    row.chunk_count = chunks
     row.text = str(meta.get("text") or "")
     row.indexed_at = utcnow()
 
