@@ -1,13 +1,23 @@
-"""Helpers shared by the benchmarks: corpora, timing and JSON output."""
+"""Helpers shared by the benchmarks: corpora, timing, JSON output, users and a running `kms serve`."""
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import statistics
+import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from kms.services import Services
 
 SHARED_EVAL = Path(__file__).resolve().parents[2] / "shared" / "eval"
 
@@ -53,3 +63,67 @@ def write_corpus(folder: Path, documents: list[tuple[str, str, str]]) -> list[Pa
         )
         paths.append(path)
     return paths
+
+
+def create_users_with_keys(
+    services: Services, users: Sequence[tuple[str, str, str, tuple[str, ...]]]
+) -> dict[str, str]:
+    """(user, clearance, unit, groups) -> an API key each, committed together."""
+    from kms.security.users import create_key, create_user
+
+    keys = {}
+    with services.sessions() as session:
+        for user, clearance, unit, groups in users:
+            create_user(
+                session,
+                user_id=user,
+                clearance=clearance,
+                unit=unit,
+                groups=groups,
+                classification=services.classification,
+            )
+            keys[user] = create_key(session, user_id=user)[1]
+        session.commit()
+    return keys
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def kms_server(data_dir: Path, env: dict[str, str | None] | None = None) -> Iterator[tuple[str, int]]:
+    """`kms serve` on a free loopback port, once `/healthz` answers: (base URL, pid); stopped on exit.
+    `env` adds variables (None removes one)."""
+    port = free_port()
+    environment = {**os.environ, "KMS_DATA_DIR": str(data_dir), "KMS_LOG_LEVEL": "WARNING"}
+    for name, value in (env or {}).items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kms.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"  # loopback only
+    try:
+        for _ in range(1200):  # a large index takes a while to open
+            if server.poll() is not None:
+                raise SystemExit(f"kms serve exited with status {server.returncode}")
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        else:
+            raise SystemExit("kms serve did not answer /healthz within 5 minutes")
+        yield base, server.pid
+    finally:
+        server.terminate()
+        server.wait(timeout=60)

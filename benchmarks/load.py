@@ -16,8 +16,6 @@ import argparse
 import json
 import os
 import random
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -29,7 +27,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
-from benchmarks.common import emit, percentiles
+from benchmarks.common import create_users_with_keys, emit, kms_server, percentiles
 from kms.config import Settings
 
 USERS = [  # (user, clearance, unit, groups)
@@ -78,7 +76,6 @@ def prepare(data_dir: Path) -> tuple[dict[str, str], list[str]]:
         return saved["keys"], saved["doc_ids"]
     from ingest.runner import ingest_paths
     from kms.demo import samples_dir
-    from kms.security.users import create_key, create_user
     from kms.services import Services
 
     services = Services.open(Settings(data_dir=data_dir))
@@ -86,19 +83,7 @@ def prepare(data_dir: Path) -> tuple[dict[str, str], list[str]]:
         log("ingesting the sample corpus")
         results = ingest_paths(services, [samples_dir()])
         doc_ids = sorted({r.doc_id for r in results if r.doc_id})
-        keys = {}
-        with services.sessions() as session:
-            for user, clearance, unit, groups in USERS:
-                create_user(
-                    session,
-                    user_id=user,
-                    clearance=clearance,
-                    unit=unit,
-                    groups=groups,
-                    classification=services.classification,
-                )
-                keys[user] = create_key(session, user_id=user)[1]
-            session.commit()
+        keys = create_users_with_keys(services, USERS)
     finally:
         services.close()
     keys_file.write_text(json.dumps({"keys": keys, "doc_ids": doc_ids}))
@@ -118,33 +103,14 @@ def main() -> None:
     data_dir = args.workdir.resolve()
     keys, doc_ids = prepare(data_dir)
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    env = {**os.environ, "KMS_DATA_DIR": str(data_dir), "KMS_LOG_LEVEL": "WARNING"}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "kms.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"  # loopback only
     samples: dict[str, list[float]] = {"search": [], "get": [], "similar": []}
     statuses: dict[str, int] = {}
     errors = 0
     sent = 0
     lock = threading.Lock()
-    stop = threading.Event()
     memory: list[tuple[float, float]] = []
-    try:
-        for _ in range(1200):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
-        process = psutil.Process(server.pid)
+    with kms_server(data_dir) as (base, pid):
+        process = psutil.Process(pid)
         started = time.monotonic()
         deadline = started + duration
 
@@ -152,7 +118,7 @@ def main() -> None:
             nonlocal errors, sent
             rng = random.Random(seed)
             with httpx.Client(base_url=base, timeout=60) as http:
-                while not stop.is_set() and time.monotonic() < deadline:
+                while time.monotonic() < deadline:  # daemon threads: an interrupted run ends them too
                     with lock:
                         if sent >= args.max_requests:
                             return
@@ -196,10 +162,6 @@ def main() -> None:
             for thread in threads:
                 thread.join(timeout=5.0 / len(threads))
         elapsed_s = time.monotonic() - started
-    finally:
-        stop.set()
-        server.terminate()
-        server.wait(timeout=60)
     total = sum(len(v) for v in samples.values())
     rss = [m for _t, m in memory]
     settle = rss[len(rss) // 5 :] or rss  # after warm-up

@@ -12,8 +12,6 @@ import argparse
 import itertools
 import json
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
-from benchmarks.common import SHARED_EVAL, beir_documents, emit, percentiles, write_corpus
+from benchmarks.common import SHARED_EVAL, beir_documents, emit, kms_server, percentiles, write_corpus
 from ingest.runner import ingest_paths
 from kms.config import Settings
 from kms.domain import Principal, SearchQuery
@@ -80,24 +78,7 @@ def direct_latency(services: Services, texts: list[str]) -> dict[str, dict[str, 
 
 
 def http_latency(data_dir: Path, texts: list[str]) -> dict[str, float]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env = {**os.environ, "KMS_DATA_DIR": str(data_dir)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "kms.cli.main", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(600):
-            try:
-                if httpx.get(f"{base}/healthz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with kms_server(data_dir) as (base, _pid):
         token = (data_dir / "serve.token").read_text().strip()
         samples = []
         with httpx.Client(base_url=base, headers={"authorization": f"Bearer {token}"}, timeout=60) as client:
@@ -108,9 +89,6 @@ def http_latency(data_dir: Path, texts: list[str]) -> dict[str, float]:
                 samples.append((time.perf_counter() - started) * 1000)
                 response.raise_for_status()
         return percentiles(samples)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def main() -> None:

@@ -22,8 +22,6 @@ import json
 import os
 import random
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,7 +38,14 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
-from benchmarks.common import SHARED_EVAL, beir_documents, emit, percentiles
+from benchmarks.common import (
+    SHARED_EVAL,
+    beir_documents,
+    create_users_with_keys,
+    emit,
+    kms_server,
+    percentiles,
+)
 from kms.config import CollectionLayout, Settings, load_classification, load_collection_layout
 from kms.domain import Principal, SearchQuery
 from kms.embedding import create_embedder, model_fingerprint
@@ -49,7 +54,6 @@ from kms.index.sparse import SparseVec, encode_passage
 from kms.index.store import open_store
 from kms.search import CANDIDATE_FIELDS, PREFETCH_DEPTH, SearchService, plan_query
 from kms.security import access
-from kms.security.users import create_key, create_user
 from kms.services import Services
 
 LEVELS = ("public", "internal", "confidential", "secret", "top_secret")
@@ -224,19 +228,7 @@ def build(
         "build_s": round(upsert_s + optimize_s, 1),
     }
     services = Services.open(settings)  # registry: users and API keys for the HTTP run
-    keys = {}
-    with services.sessions() as session:
-        for user, clearance, unit, groups in PRINCIPALS:
-            create_user(
-                session,
-                user_id=user,
-                clearance=clearance,
-                unit=unit,
-                groups=groups,
-                classification=services.classification,
-            )
-            keys[user] = create_key(session, user_id=user)[1]
-        session.commit()
+    keys = create_users_with_keys(services, PRINCIPALS)
     services.close()
     (data_dir / "keys.json").write_text(json.dumps(keys))
     marker.write_text(json.dumps(stats))
@@ -309,33 +301,10 @@ def measure_direct(settings: Settings, texts: list[str], count: int) -> dict[str
     return results
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def measure_http(backend: str, data_dir: Path, texts: list[str], count: int) -> dict[str, Any]:
     keys = json.loads((data_dir / "keys.json").read_text())
-    port = free_port()
-    env = {**os.environ, "KMS_DATA_DIR": str(data_dir), "KMS_STORE": backend, "KMS_LOG_LEVEL": "WARNING"}
-    env.pop("KMS_QDRANT_URL", None)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "kms.cli.main", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
     results: dict[str, Any] = {}
-    try:
-        for _ in range(1200):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.25)
+    with kms_server(data_dir, {"KMS_STORE": backend, "KMS_QDRANT_URL": None}) as (base, pid):
         with httpx.Client(base_url=base, timeout=120, limits=httpx.Limits(max_connections=16)) as client:
 
             def call(item: tuple[str, str], mode: str) -> bool:
@@ -348,12 +317,12 @@ def measure_http(backend: str, data_dir: Path, texts: list[str], count: int) -> 
                 return response.status_code == 200
 
             call((texts[0], PRINCIPALS[0][0]), "hybrid")
-            peak = rss_mb(server.pid)
+            peak = rss_mb(pid)
             for mode in MODES:
                 for clients in (1, 8):
                     items = workload(texts, count, len(mode) * 10 + clients)
                     samples, errors = run_concurrently(lambda i, m=mode: call(i, m), items, clients)
-                    peak = max(peak, rss_mb(server.pid))
+                    peak = max(peak, rss_mb(pid))
                     results[f"{mode}/c{clients}"] = {
                         **percentiles(samples),
                         "errors": errors,
@@ -361,9 +330,6 @@ def measure_http(backend: str, data_dir: Path, texts: list[str], count: int) -> 
                         "error_rate": round(errors / len(samples), 4),
                     }
         results["server_rss_mb"] = peak
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
     return results
 
 

@@ -33,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
-from benchmarks.common import emit
+from benchmarks.common import emit, free_port
 from ingest.components.chunk_writer import chunk_payload
 from kms.config import Settings
 from kms.db.models import DocumentRow
@@ -106,14 +106,6 @@ WORDS = [
     "lãnh",
     "sự",
 ]
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def synthetic_write(services: Services, docs: int, chunks_per_doc: int, *, prefix: str, origin: str) -> int:
