@@ -11,7 +11,6 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
 from pathlib import Path
@@ -88,9 +87,6 @@ def ingest_specs(
     )
 
 
-_CLEANUP = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kms-cleanup")
-
-
 @dataclass
 class _Linked:
     index: int
@@ -110,9 +106,8 @@ class PreparedBatch:
     tmp: tempfile.TemporaryDirectory[str] | None = None
 
     def close(self) -> None:
-        """Remove the temporary links, off the indexing thread (it is only file-system work)."""
         if self.tmp is not None:
-            _CLEANUP.submit(self.tmp.cleanup)
+            self.tmp.cleanup()
             self.tmp = None
 
 

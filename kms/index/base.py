@@ -196,6 +196,11 @@ class ChunkStore(abc.ABC):
     def close(self) -> None: ...
 
 
+def payload_selector(fields: Sequence[str] | None) -> bool | list[str]:
+    """What to ask the engine for: the named payload fields, or all of them when None."""
+    return list(fields) if fields is not None else True
+
+
 def doc_condition(doc_id: str) -> models.FieldCondition:
     return models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))
 

@@ -52,6 +52,7 @@ from kms.index.base import (
     IndexInfo,
     chunk_point_id,
     doc_condition,
+    payload_selector,
     version_condition,
 )
 
@@ -656,7 +657,7 @@ class EdgeChunkStore(ChunkStore):
                 prefetches=[self._prefetch(p) for p in prefetch] if prefetch else None,
                 filter=edge_filter(query_filter),
                 params=self._params(),
-                with_payload=list(fields) if fields is not None else True,
+                with_payload=payload_selector(fields),
             )
         )
 
@@ -678,7 +679,7 @@ class EdgeChunkStore(ChunkStore):
                 query=cast(Any, method),  # the stub omits Rrf
                 prefetches=[self._prefetch(p) for p in prefetch],
                 filter=edge_filter(query_filter),
-                with_payload=list(fields) if fields is not None else True,
+                with_payload=payload_selector(fields),
             )
         )
 

@@ -20,6 +20,7 @@ from kms.index.base import (
     IndexInfo,
     chunk_point_id,
     doc_condition,
+    payload_selector,
     version_condition,
 )
 
@@ -226,7 +227,7 @@ class QdrantChunkStore(ChunkStore):
             query_filter=query_filter,
             search_params=self._params(),
             limit=limit,
-            with_payload=list(fields) if fields is not None else True,
+            with_payload=payload_selector(fields),
         )
         return response.points
 
@@ -255,7 +256,7 @@ class QdrantChunkStore(ChunkStore):
             query=query,
             query_filter=query_filter,
             limit=limit,
-            with_payload=list(fields) if fields is not None else True,
+            with_payload=payload_selector(fields),
         )
         return response.points
 
