@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 
 from ingest import jobs, metadata
 from ingest.files import Catalog, FileSpec, expand, mark_duplicates, prepare_file
@@ -89,13 +89,10 @@ def remove_source(catalog: Catalog, name: str) -> None:
 def list_sources(catalog: Catalog) -> list[dict[str, Any]]:
     with catalog.sessions() as session:
         rows = list(session.scalars(select(SourceRow).order_by(SourceRow.name)))
-        counts = {
-            row.name: len(
-                list(session.scalars(select(SourceFileRow.rel_path).where(SourceFileRow.source == row.name)))
-            )
-            for row in rows
-        }
-        return [source_view(row, files=counts[row.name]) for row in rows]
+        counts = dict(
+            session.execute(select(SourceFileRow.source, func.count()).group_by(SourceFileRow.source)).all()
+        )
+        return [source_view(row, files=counts.get(row.name, 0)) for row in rows]
 
 
 def source_view(row: SourceRow, *, files: int) -> dict[str, Any]:
