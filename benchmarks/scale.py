@@ -68,6 +68,7 @@ PRINCIPALS = [  # (user, clearance, unit, groups): a mission officer to HQ secre
     ("clerk", "public", "hq/digital", ()),
 ]
 MODES = ("dense", "sparse", "hybrid")
+WARM_UP_QUERIES = 50  # per mode at most, before anything is timed (see `warm_up_workload`)
 CANDIDATES = PREFETCH_DEPTH  # what SearchService asks the store for at k=10
 
 
@@ -261,13 +262,22 @@ def workload(texts: list[str], count: int, seed: int) -> list[tuple[str, str]]:
     return [(rng.choice(texts), rng.choice(PRINCIPALS)[0]) for _ in range(count)]
 
 
-def measure_direct(settings: Settings, texts: list[str], count: int) -> dict[str, Any]:
+def warm_up_workload(warm_texts: list[str], count: int) -> list[tuple[str, tuple[str, str]]]:
+    """Every mode over queries that are never measured: both the in-process run and `kms serve` start
+    from a freshly opened index (page faults, allocator and engine caches), and the first queries of
+    either would otherwise be charged to whichever cell happens to run first."""
+    items = workload(warm_texts, min(WARM_UP_QUERIES, max(2, count // 2)), seed=99)
+    return [(mode, item) for mode in MODES for item in items]
+
+
+def measure_direct(settings: Settings, texts: list[str], warm_texts: list[str], count: int) -> dict[str, Any]:
     services = Services.open(settings)
     service = SearchService(services)
     by_user = {u: Principal(user_id=u, clearance=c, unit=n, groups=g) for u, c, n, g in PRINCIPALS}
     results: dict[str, Any] = {}
     embedder = services.query_embedder
-    embedder.embed_queries(["khởi động"])
+    for mode, (text, user) in warm_up_workload(warm_texts, count):
+        service.search(by_user[user], SearchQuery(query=text, mode=mode, k=10))
     for mode in MODES:
         for clients in (1, 8):
             items = [(t, by_user[u]) for t, u in workload(texts, count, len(mode) * 10 + clients)]
@@ -284,7 +294,6 @@ def measure_direct(settings: Settings, texts: list[str], count: int) -> dict[str
                 service.search(principal, SearchQuery(query=text, mode=mode, k=10))
                 return True
 
-            call(items[0])
             samples, errors = run_concurrently(call, items, clients)
             results[f"{mode}/c{clients}"] = {**percentiles(samples), "errors": errors, "n": len(samples)}
             samples, errors = run_concurrently(whole, items, clients)
@@ -301,11 +310,15 @@ def measure_direct(settings: Settings, texts: list[str], count: int) -> dict[str
     return results
 
 
-def measure_http(backend: str, data_dir: Path, texts: list[str], count: int) -> dict[str, Any]:
+def measure_http(
+    backend: str, data_dir: Path, texts: list[str], warm_texts: list[str], count: int
+) -> dict[str, Any]:
     keys = json.loads((data_dir / "keys.json").read_text())
     results: dict[str, Any] = {}
-    with kms_server(data_dir, {"KMS_STORE": backend, "KMS_QDRANT_URL": None}) as (base, pid):
+    env = {"KMS_STORE": backend, "KMS_QDRANT_URL": None, "KMS_SERVER_TIMING": "true"}
+    with kms_server(data_dir, env) as (base, pid):
         with httpx.Client(base_url=base, timeout=120, limits=httpx.Limits(max_connections=16)) as client:
+            retrieve_ms: list[float] = []  # the server's own embedding + store call, per request
 
             def call(item: tuple[str, str], mode: str) -> bool:
                 text, user = item
@@ -314,23 +327,49 @@ def measure_http(backend: str, data_dir: Path, texts: list[str], count: int) -> 
                     json={"query": text[:1000], "mode": mode, "k": 10},
                     headers={"authorization": f"Bearer {keys[user]}"},
                 )
+                timing = server_timing(response.headers.get("server-timing", ""))
+                if "retrieve" in timing:
+                    retrieve_ms.append(timing["retrieve"])
                 return response.status_code == 200
 
-            call((texts[0], PRINCIPALS[0][0]), "hybrid")
+            for mode, item in warm_up_workload(warm_texts, count):
+                call(item, mode)
             peak = rss_mb(pid)
             for mode in MODES:
                 for clients in (1, 8):
                     items = workload(texts, count, len(mode) * 10 + clients)
+                    retrieve_ms.clear()
                     samples, errors = run_concurrently(lambda i, m=mode: call(i, m), items, clients)
                     peak = max(peak, rss_mb(pid))
-                    results[f"{mode}/c{clients}"] = {
+                    cell = results[f"{mode}/c{clients}"] = {
                         **percentiles(samples),
                         "errors": errors,
                         "n": len(samples),
                         "error_rate": round(errors / len(samples), 4),
                     }
+                    if retrieve_ms:  # the same requests' embedding + store call, timed in the server
+                        inside = percentiles(retrieve_ms)
+                        cell["server_retrieve_p50_ms"] = inside["p50_ms"]
+                        cell["over_server_retrieve_p50"] = round(cell["p50_ms"] / inside["p50_ms"], 2)
         results["server_rss_mb"] = peak
     return results
+
+
+def server_timing(header: str) -> dict[str, float]:
+    """`retrieve;dur=23.41, search;dur=25.02` -> {"retrieve": 23.41, "search": 25.02}."""
+    timings: dict[str, float] = {}
+    for metric in header.split(","):
+        name, _, params = metric.strip().partition(";")
+        for param in params.split(";"):
+            key, _, value = param.partition("=")
+            if key.strip() == "dur":
+                timings[name] = float(value)
+    return timings
+
+
+def split_queries(texts: list[str]) -> tuple[list[str], list[str]]:
+    """(measured, warm-up): disjoint halves, so warming up caches none of the measured queries."""
+    return texts[0::2], texts[1::2] or texts
 
 
 def query_texts(limit: int) -> list[str]:
@@ -398,7 +437,7 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--backends", default="edge,local")
-    parser.add_argument("--queries", type=int, default=40, help="requests per mode and concurrency")
+    parser.add_argument("--queries", type=int, default=100, help="requests per mode and concurrency")
     parser.add_argument("--local-queries", type=int, default=10, help="the same for the (slow) local backend")
     parser.add_argument("--real", type=int, default=2000)
     parser.add_argument("--ratio-chunks", type=int, default=96, help="0: skip the ingestion ratio")
@@ -416,7 +455,7 @@ def main() -> None:
     if args.ratio_chunks and not args.build_only:
         emit(ingestion_ratio(texts[: args.ratio_chunks], args.workdir))
     corpus = Synthetic(texts, real_vectors(args.workdir, texts, Settings().embedder))
-    queries = query_texts(200)
+    queries, warm_queries = split_queries(query_texts(200))
     layout = load_collection_layout(Settings().index_config_dir)
     variants = [("edge", "default", layout)]
     if args.ablation:
@@ -448,11 +487,11 @@ def main() -> None:
                 count = args.local_queries if backend == "local" else args.queries
                 settings = Settings(data_dir=data_dir, store=backend)
                 log(f"measuring {backend}/{variant} {size}: direct")
-                direct = measure_direct_with_layout(settings, variant_layout, queries, count)
+                direct = measure_direct_with_layout(settings, variant_layout, queries, warm_queries, count)
                 http = (
                     {}
                     if args.no_http or variant != "default"
-                    else measure_http(backend, data_dir, queries, count)
+                    else measure_http(backend, data_dir, queries, warm_queries, count)
                 )
                 disk = disk_mb(store_dir)
                 result = {
@@ -484,14 +523,14 @@ def main() -> None:
 
 
 def measure_direct_with_layout(
-    settings: Settings, layout: CollectionLayout, texts: list[str], count: int
+    settings: Settings, layout: CollectionLayout, texts: list[str], warm_texts: list[str], count: int
 ) -> dict[str, Any]:
     import kms.services as services_module
 
     original = services_module.load_collection_layout
     services_module.load_collection_layout = lambda _dir: layout  # type: ignore[assignment]
     try:
-        return measure_direct(settings, texts, count)
+        return measure_direct(settings, texts, warm_texts, count)
     finally:
         services_module.load_collection_layout = original  # type: ignore[assignment]
 

@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     max_upload_bytes: int = 50 * 2**20
     max_query_chars: int = 1000
+    # A `Server-Timing` header on search responses: the index retrieval (query embedding + store query)
+    # and the whole search, in ms. Off by default; benchmarks/scale.py turns it on to measure the API's
+    # overhead on the very same requests.
+    server_timing: bool = False
+    warm_up_s: float = Field(default=5.0, ge=0)  # `kms serve`: searches run before serving (kms/warmup.py)
     # Ingestion jobs (issue #6): uploads, the durable queue and its workers, OCR, logs.
     max_upload_request_bytes: int = Field(default=200 * 2**20, ge=1)  # one POST /ingest, all files
     max_upload_files: int = Field(default=100, ge=1, le=10_000)  # files in one POST /ingest
@@ -235,6 +240,7 @@ class CollectionLayout:
     distance: str
     dense_on_disk: bool
     sparse: dict[str, str]  # vector name -> modifier ("idf" or "none")
+    sparse_on_disk: frozenset[str]  # sparse vectors whose inverted index is memory-mapped, not in RAM
     hnsw_m: int
     hnsw_ef_construct: int
     payload_indexes: dict[str, str]
@@ -304,6 +310,7 @@ def load_collection_layout(config_dir: Path) -> CollectionLayout:
         distance=str(dense.get("distance", "Cosine")),
         dense_on_disk=bool(dense.get("on_disk", False)),
         sparse={str(s["name"]): str(s.get("modifier", "idf")) for s in data.get("sparse") or []},
+        sparse_on_disk=frozenset(str(s["name"]) for s in data.get("sparse") or [] if s.get("on_disk")),
         hnsw_m=int(hnsw.get("m", 16)),
         hnsw_ef_construct=int(hnsw.get("ef_construct", 100)),
         payload_indexes={str(k): str(v) for k, v in (data.get("payload_indexes") or {}).items()},

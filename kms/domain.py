@@ -119,3 +119,5 @@ class SearchResult:
     results: list[SearchHit]
     total: int
     facets: dict[str, dict[str, int]]
+    # Milliseconds spent: "retrieve" (query embedding + the store's fused query) and "search" (all).
+    timings: dict[str, float] = field(default_factory=dict)

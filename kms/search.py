@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -137,6 +138,7 @@ class SearchService:
 
     # ---- search ------------------------------------------------------------------------------
     def search(self, principal: Principal, query: SearchQuery) -> SearchResult:
+        started = time.perf_counter()
         text = nfc(query.query).strip()
         if not text:
             raise InvalidInput("query must not be empty")
@@ -147,7 +149,9 @@ class SearchService:
         depth = max(PREFETCH_DEPTH, (query.offset + query.k) * 6)
         # The candidate list carries only the fields grouping and facets need: reading whole payloads
         # (texts) of 600 candidates cost more than the search itself (77 vs 10 ms at 100k chunks).
+        retrieve_started = time.perf_counter()
         points = self._retrieve(plan, query_filter, depth, fields=CANDIDATE_FIELDS)
+        retrieved = time.perf_counter()
         groups = _group_by_document(points)
         whole = plan.phrases or self.reranker is not None  # both read the candidates' texts
         if whole:
@@ -162,7 +166,12 @@ class SearchService:
         if not whole:
             page = self._with_payloads(page, query_filter)
         hits = [self._hit(point, text, score) for point, score in page]
-        return SearchResult(results=hits, total=len(groups), facets=_facets([p for p, _ in groups]))
+        facets = _facets([p for p, _ in groups])
+        timings = {
+            "retrieve": (retrieved - retrieve_started) * 1000,
+            "search": (time.perf_counter() - started) * 1000,
+        }
+        return SearchResult(results=hits, total=len(groups), facets=facets, timings=timings)
 
     def _with_payloads(
         self, groups: list[tuple[models.ScoredPoint, float]], query_filter: models.Filter | None

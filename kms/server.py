@@ -18,6 +18,7 @@ from kms.logging import configure_logging, wants_json
 from kms.network.runtime import start as start_network
 from kms.security.authn import write_operator_token
 from kms.services import Services
+from kms.warmup import warm_up
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,10 @@ def run_server(settings: Settings, *, host: str, port: int) -> None:
     network = None
     try:
         network = start_network(services)  # HQ: the mTLS replication listener; a mission: its sync loop
+        app = create_app(services, operator_token=token)
+        warm_up(app.state.search, settings.warm_up_s)
         uvicorn.run(
-            create_app(services, operator_token=token),
+            app,
             host=host,
             port=port,
             log_level=settings.log_level.lower(),

@@ -59,6 +59,13 @@ from kms.index.base import (
 log = logging.getLogger(__name__)
 
 _DISTANCE = {"cosine": qe.Distance.Cosine, "dot": qe.Distance.Dot, "euclid": qe.Distance.Euclid}
+
+
+def _memory(on_disk: bool) -> qe.Memory | None:
+    """Cold: memory-mapped, pages read when a search touches them; None: edge's default (in RAM)."""
+    return qe.Memory.Cold if on_disk else None
+
+
 _TEMPLATES: dict[str, Path] = {}  # empty shards per (dim, layout), see EdgeChunkStore._empty_shard
 _TEMPLATE_LOCK = threading.Lock()
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -212,6 +219,8 @@ def _scored(point: qe.ScoredPoint) -> models.ScoredPoint:
 
 
 def _record(record: qe.Record) -> models.Record:
+    if record.vector is None:  # as in `_scored`: nothing to validate in the engine's own values
+        return models.Record.model_construct(id=str(record.id), payload=record.payload, vector=None)
     return models.Record(id=str(record.id), payload=record.payload, vector=_from_edge_vectors(record.vector))
 
 
@@ -477,11 +486,16 @@ class EdgeChunkStore(ChunkStore):
         return qe.EdgeConfig(
             vectors={
                 layout.dense_name: qe.EdgeVectorParams(
-                    size=dim, distance=_DISTANCE[layout.distance.lower()], on_disk=layout.dense_on_disk
+                    size=dim,
+                    distance=_DISTANCE[layout.distance.lower()],
+                    memory=_memory(layout.dense_on_disk),
                 )
             },
             sparse_vectors={
-                name: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf if modifier == "idf" else None)
+                name: qe.EdgeSparseVectorParams(
+                    modifier=qe.Modifier.Idf if modifier == "idf" else None,
+                    memory=_memory(name in layout.sparse_on_disk),
+                )
                 for name, modifier in layout.sparse.items()
             },
             hnsw_config=qe.HnswIndexConfig(

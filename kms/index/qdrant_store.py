@@ -115,7 +115,8 @@ class QdrantChunkStore(ChunkStore):
             },
             sparse_vectors_config={
                 sparse_name: models.SparseVectorParams(
-                    modifier=models.Modifier.IDF if modifier == "idf" else models.Modifier.NONE
+                    modifier=models.Modifier.IDF if modifier == "idf" else models.Modifier.NONE,
+                    index=models.SparseIndexParams(on_disk=sparse_name in layout.sparse_on_disk),
                 )
                 for sparse_name, modifier in layout.sparse.items()
             },

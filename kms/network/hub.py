@@ -441,7 +441,9 @@ class Hub:
         with self.services.sessions() as session:
             peer_state.bump(peer_state.peer_row(session, peer.node_id), federated_searches=1)
             session.commit()
-        return dataclasses.asdict(result)
+        body = dataclasses.asdict(result)
+        body.pop("timings", None)  # this node's internals, not the peer's business
+        return body
 
 
 def _query(body: dict[str, Any]) -> SearchQuery:

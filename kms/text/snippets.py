@@ -59,7 +59,7 @@ def _query_terms(query: str) -> tuple[tuple[str, ...], tuple[str, ...], frozense
     )
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=1024)
 def _word_pattern(words: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, str], frozenset[str]]:
     """The pattern finding `words` in `search_key` text, the exact-only keys, and the loose keys."""
     exact = {search_key(w): w for w in words if has_diacritics(w)}
@@ -68,11 +68,12 @@ def _word_pattern(words: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, st
     return re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])"), exact, loose
 
 
-def _word_matches(text: str, words: tuple[str, ...]) -> list[_Match]:
-    """Occurrences of whole words; a word typed with diacritics must match them exactly."""
+def _word_matches(text: str, key_text: str, words: tuple[str, ...]) -> list[_Match]:
+    """Occurrences of whole words in `text` (`key_text` is its `search_key`); a word typed with
+    diacritics must match them exactly."""
     pattern, exact, loose = _word_pattern(words)
     matches: list[_Match] = []
-    for match in pattern.finditer(search_key(text)):
+    for match in pattern.finditer(key_text):
         key = match.group()
         if key in loose or text[match.start() : match.end()].lower() == exact[key]:
             matches.append(_Match(match.start(), match.end(), key))
@@ -118,11 +119,12 @@ def _find_matches(text: str, query: str) -> list[_Match]:
     words, stop_words, numbers = _query_terms(query)
     spans = doc_number_spans(text) if numbers else []
     found = [_Match(s, e, key) for s, e, n in spans if (key := doc_number_key(n)) in numbers]
+    key_text = search_key(text) if words or stop_words else text
     if words:
-        found += _word_matches(text, words)
+        found += _word_matches(text, key_text, words)
     matches = _non_overlapping(found)
     if matches and stop_words:
-        matches = _with_linked_stop_words(text, matches, _word_matches(text, stop_words))
+        matches = _with_linked_stop_words(text, matches, _word_matches(text, key_text, stop_words))
     return matches
 
 

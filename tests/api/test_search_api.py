@@ -111,3 +111,22 @@ def test_health_and_ui_are_public(client: TestClient) -> None:
     assert client.get("/readyz").status_code == 200
     page = client.get("/").text
     assert 'id="view"' in page and "app.js" in page
+
+
+def test_server_timing_header_only_when_enabled(client: TestClient, sample_services: Services) -> None:
+    body = {"query": "nghị quyết chuyển đổi số"}
+    assert "server-timing" not in client.post("/api/v1/search", json=body, headers=AUTH).headers
+    original = sample_services.settings
+    sample_services.settings = original.model_copy(update={"server_timing": True})
+    try:
+        response = client.post("/api/v1/search", json=body, headers=AUTH)
+    finally:
+        sample_services.settings = original
+    assert response.status_code == 200
+    durations = {}
+    for metric in response.headers["server-timing"].split(","):
+        name, _, value = metric.strip().partition(";dur=")
+        durations[name] = float(value)
+    assert set(durations) == {"retrieve", "search"}
+    assert 0 < durations["retrieve"] <= durations["search"]
+    assert "timings" not in response.json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -120,6 +121,40 @@ def test_search_answers_while_the_index_is_optimized(tmp_path: Path) -> None:
         assert len(generations) == 1 and generations != ["g1"]  # the old generation was removed
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("on_disk", [True, False])
+def test_collection_yaml_on_disk_places_vectors_and_sparse_indexes_in_memory_maps(
+    tmp_path: Path, on_disk: bool
+) -> None:
+    """`on_disk` in collection.yaml (the shipped default: 1M chunks in < 4 GiB RSS) reaches the engine:
+    optimized segments keep the float32 originals and the sparse inverted indexes memory-mapped
+    instead of loading them into RAM. Read from the segments' own description of themselves."""
+    shipped = default_layout()
+    assert shipped.dense_on_disk and shipped.sparse_on_disk == frozenset(shipped.sparse)
+    layout = replace(
+        shipped,
+        indexing_threshold_kb=1,
+        dense_on_disk=on_disk,
+        sparse_on_disk=shipped.sparse_on_disk if on_disk else frozenset(),
+    )
+    store = EdgeChunkStore(tmp_path, layout, auto_optimize=0)
+    try:
+        store.ensure_active("test-model", DIM)
+        store.upsert(random_corpus(3, documents=60, dim=DIM).chunks)
+        store.optimize(wait=True)
+        assert store.count(None) > 0
+    finally:
+        store.close()
+    segments = [json.loads(p.read_text()) for p in tmp_path.glob("collections/*/g*/segments/*/segment.json")]
+    optimized = [
+        s["config"] for s in segments if s["config"]["vector_data"]["dense"]["index"]["type"] == "hnsw"
+    ]
+    assert optimized, segments
+    for config in optimized:
+        dense = config["vector_data"]["dense"]["storage_type"]
+        sparse = {v["index"]["index_type"] for v in config["sparse_vector_data"].values()}
+        assert (dense, sparse) == (("Mmap", {"Mmap"}) if on_disk else ("InRamMmap", {"ImmutableRam"}))
 
 
 def test_leftovers_of_an_interrupted_optimization_are_removed(tmp_path: Path) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter, Query, Response
 
 from ingest.runner import delete_document
@@ -41,7 +39,7 @@ def similar(
         audit.record("document.similar", doc_id, outcome="not_found")
         raise
     audit.record("document.similar", doc_id, outcome="ok", results=[h.doc_id for h in hits])
-    return SimilarOut.model_validate({"results": [asdict(h) for h in hits]})
+    return SimilarOut.model_validate({"results": hits}, from_attributes=True)
 
 
 @router.delete("/{doc_id}", status_code=204)

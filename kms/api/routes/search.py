@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from fastapi import APIRouter, Response
 
 from kms.api.deps import AuditDep, SearchDep, SearchPrincipal, ServicesDep
@@ -37,5 +35,15 @@ def search(
     )
     if federated is not None:
         return federated_out(federated)
-    # Serialised by pydantic directly: FastAPI's generic encoder walked every field again (~1-2 ms).
-    return Response(SearchOut.model_validate(asdict(result)).model_dump_json(), media_type="application/json")
+    # Serialised by pydantic directly, read from the dataclasses' attributes: FastAPI's generic encoder
+    # walked every field again (~1-2 ms) and `dataclasses.asdict` deep-copies them all (~0.3 ms).
+    payload = SearchOut.model_validate(result, from_attributes=True).model_dump_json()
+    response = Response(payload, media_type="application/json")
+    if services.settings.server_timing:
+        response.headers["server-timing"] = server_timing(result.timings)
+    return response
+
+
+def server_timing(timings: dict[str, float]) -> str:
+    """The W3C `Server-Timing` header value: `retrieve;dur=23.41, search;dur=25.02`."""
+    return ", ".join(f"{name};dur={ms:.2f}" for name, ms in timings.items())
