@@ -157,39 +157,28 @@ def _append_once(
                     raise AuditBroken("the audit log head is missing: run `kms audit verify`")
                 session.execute(insert(head_table).values(id=_HEAD_ID, last_id=0, last_hash=GENESIS))
             last_id, prev_hash = (int(head.last_id), str(head.last_hash)) if head else (0, GENESIS)
-            ts = _now()
-            new_id = last_id + 1
-            digest = record_hash(
-                id=new_id,
-                ts=ts,
-                actor=actor,
-                action=action,
-                target=target,
-                detail=detail,
-                prev_hash=prev_hash,
-            )
+            common: dict[str, Any] = {
+                "id": last_id + 1,
+                "ts": _now(),
+                "actor": actor,
+                "action": action,
+                "target": target,
+                "prev_hash": prev_hash,
+            }
+            digest = record_hash(**common, detail=detail)
+            session.execute(insert(log_table).values(**common, detail=detail_text, hash=digest))
             session.execute(
-                insert(log_table).values(
-                    id=new_id,
-                    ts=ts,
-                    actor=actor,
-                    action=action,
-                    target=target,
-                    detail=detail_text,
-                    prev_hash=prev_hash,
-                    hash=digest,
-                )
-            )
-            session.execute(
-                update(head_table).where(head_table.c.id == _HEAD_ID).values(last_id=new_id, last_hash=digest)
+                update(head_table)
+                .where(head_table.c.id == _HEAD_ID)
+                .values(last_id=common["id"], last_hash=digest)
             )
             session.commit()
         except BaseException:
             session.rollback()
             raise
         return AuditRecord(
-            id=new_id,
-            ts=ts,
+            id=int(common["id"]),
+            ts=str(common["ts"]),
             actor=actor,
             action=action,
             target=target,
