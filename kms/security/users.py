@@ -285,17 +285,25 @@ class KeyCheck:
 
 
 def check_api_key(session: Session, token: str) -> KeyCheck:
-    """Resolve an API key to its user's principal; every failure does the same hashing work."""
+    """Resolve an API key to its user's principal; every failure does the same hashing work.
+
+    One query for the key and its user (every request runs this)."""
     match = _KEY.fullmatch(token)
     key_id, secret = (match.group(1), match.group(2)) if match else ("", token)
-    row = session.get(ApiKeyRow, key_id) if key_id else None
+    row = None
+    if key_id:
+        row = session.execute(
+            select(ApiKeyRow.salt, ApiKeyRow.digest, ApiKeyRow.revoked_at, UserRow)
+            .outerjoin(UserRow, UserRow.user_id == ApiKeyRow.user_id)
+            .where(ApiKeyRow.key_id == key_id)
+        ).first()
     salt, stored = (row.salt, row.digest) if row is not None else (_DUMMY_SALT, _DUMMY_DIGEST)
     matches = hmac.compare_digest(_digest(salt, key_id, secret), stored)
     if row is None or not matches:
         return KeyCheck(None, "malformed key" if not match else "unknown key", key_id or None)
     if row.revoked_at is not None:
         return KeyCheck(None, "revoked key", key_id)
-    principal = active_principal(session, row.user_id)
-    if principal is None:
+    user: UserRow | None = row.UserRow
+    if user is None or user.disabled:
         return KeyCheck(None, "disabled user", key_id)
-    return KeyCheck(principal, None, key_id)
+    return KeyCheck(principal_of(user), None, key_id)
