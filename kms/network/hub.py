@@ -441,9 +441,11 @@ class Hub:
         with self.services.sessions() as session:
             peer_state.bump(peer_state.peer_row(session, peer.node_id), federated_searches=1)
             session.commit()
-        body = dataclasses.asdict(result)
-        body.pop("timings", None)  # this node's internals, not the peer's business
-        return body
+        # The API's own response shape: what a user would get from HQ directly (this node's timings
+        # and anything else internal to the result are not part of it).
+        from kms.api.schemas import SearchOut
+
+        return SearchOut.model_validate(result, from_attributes=True).model_dump(mode="json")
 
 
 def _query(body: dict[str, Any]) -> SearchQuery:

@@ -177,14 +177,7 @@ def _append_once(
             session.rollback()
             raise
         return AuditRecord(
-            id=int(common["id"]),
-            ts=str(common["ts"]),
-            actor=actor,
-            action=action,
-            target=target,
-            detail=detail if isinstance(detail, dict) else {"value": detail},
-            prev_hash=prev_hash,
-            hash=digest,
+            **common, detail=detail if isinstance(detail, dict) else {"value": detail}, hash=digest
         )
 
 

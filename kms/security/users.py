@@ -195,10 +195,11 @@ def list_users(session: Session) -> list[UserInfo]:
 
 def active_principal(session: Session, user_id: str) -> Principal | None:
     """The principal of an enabled user, or None (unknown or disabled)."""
-    row = session.get(UserRow, user_id)
-    if row is None or row.disabled:
-        return None
-    return principal_of(row)
+    return _enabled_principal(session.get(UserRow, user_id))
+
+
+def _enabled_principal(row: UserRow | None) -> Principal | None:
+    return principal_of(row) if row is not None and not row.disabled else None
 
 
 # ---- API keys --------------------------------------------------------------------------------
@@ -303,7 +304,7 @@ def check_api_key(session: Session, token: str) -> KeyCheck:
         return KeyCheck(None, "malformed key" if not match else "unknown key", key_id or None)
     if row.revoked_at is not None:
         return KeyCheck(None, "revoked key", key_id)
-    user: UserRow | None = row.UserRow
-    if user is None or user.disabled:
+    principal = _enabled_principal(row.UserRow)
+    if principal is None:
         return KeyCheck(None, "disabled user", key_id)
-    return KeyCheck(principal_of(user), None, key_id)
+    return KeyCheck(principal, None, key_id)
