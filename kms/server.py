@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -23,6 +24,21 @@ from kms.warmup import warm_up
 log = logging.getLogger(__name__)
 
 
+# A search allocates a few thousand objects, nearly all freed by reference counting when it ends;
+# with the default threshold (700) a young-generation collection ran during almost every request
+# (~0.25 ms each, measured at 100k chunks). Every 10,000 surviving allocations instead.
+GC_YOUNG_THRESHOLD = 10_000
+
+
+def settle_garbage_collector() -> None:
+    """Once the index, model and app are loaded: what is alive now lives as long as the process, so
+    the collector stops walking it (`gc.freeze`), and young collections run less often."""
+    gc.collect()
+    gc.freeze()
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def run_server(settings: Settings, *, host: str, port: int) -> None:
     existing = running_server(settings)
     if existing is not None:
@@ -40,6 +56,7 @@ def run_server(settings: Settings, *, host: str, port: int) -> None:
         network = start_network(services)  # HQ: the mTLS replication listener; a mission: its sync loop
         app = create_app(services, operator_token=token)
         warm_up(app.state.search, settings.warm_up_s)
+        settle_garbage_collector()
         uvicorn.run(
             app,
             host=host,

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from postgres_server import PgServer, run_pg_server
 
 from ingest.runner import FileResult, ingest_paths
 from kms.config import Settings
@@ -38,6 +39,21 @@ def sample_services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servic
 @pytest.fixture(scope="session")
 def sample_results(sample_services: Services) -> list[FileResult]:
     return list(sample_services.sample_results)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """A real PostgreSQL server on loopback for the whole run (skips, saying why, without binaries)."""
+    yield from run_pg_server()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty registry database: a SQLite file, or a new database on the test PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'registry.sqlite3'}"
+    server: PgServer = request.getfixturevalue("pg_server")
+    return server.create_database()
 
 
 @pytest.fixture

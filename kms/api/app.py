@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,6 +38,7 @@ def create_app(services: Services, *, operator_token: str | None = None) -> Fast
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        app.state.authenticator.close()
 
     app = FastAPI(
         title="kms",
@@ -76,11 +78,32 @@ def create_app(services: Services, *, operator_token: str | None = None) -> Fast
     if unauthenticated:
         raise ConfigError(f"routes that do not authenticate (add CurrentPrincipal): {unauthenticated}")
     app.add_middleware(CredentialGate)
+    app.openapi = _openapi_with_bearer_scheme(app, CredentialGate(app))  # type: ignore[method-assign]
     app.state.metrics = metrics_routes.Metrics(services)
     app.add_middleware(metrics_routes.MetricsMiddleware, metrics=app.state.metrics)
     _install_error_handlers(app)
     app.mount("/", StaticFiles(directory=_web_dir(), html=True), name="web")
     return app
+
+
+def _openapi_with_bearer_scheme(app: FastAPI, gate: CredentialGate) -> Callable[[], dict[str, Any]]:
+    """FastAPI's OpenAPI document, naming the bearer scheme on every route behind the gate: routes
+    authenticate through the gate and `get_principal`, not a FastAPI security dependency (each
+    dependency is work on every request), so FastAPI cannot see that they need a credential."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["HTTPBearer"] = {"type": "http", "scheme": "bearer"}
+            for path, operations in schema.get("paths", {}).items():
+                if gate.protects(path):
+                    for operation in operations.values():
+                        operation["security"] = [{"HTTPBearer": []}]
+        return app.openapi_schema or generate()
+
+    return openapi
 
 
 def _install_error_handlers(app: FastAPI) -> None:

@@ -16,7 +16,6 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Path, Request
 from fastapi.concurrency import run_in_threadpool as run_sync
 from fastapi.routing import iter_route_contexts
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from kms.domain import Principal
@@ -39,17 +38,18 @@ async def get_search(request: Request) -> SearchService:
     return search
 
 
-async def get_authenticator(request: Request) -> Authenticator:
-    authenticator: Authenticator = request.app.state.authenticator
-    return authenticator
-
-
 ServicesDep = Annotated[Services, Depends(get_services)]
 # An integer id in a path: bounded, so a huge number is a 422, never a database overflow (500).
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 SearchDep = Annotated[SearchService, Depends(get_search)]
-AuthenticatorDep = Annotated[Authenticator, Depends(get_authenticator)]
-BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(HTTPBearer(auto_error=False))]
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The credential of an `Authorization: Bearer <credential>` header, else None."""
+    scheme, _, credential = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credential.strip() or None
 
 
 def _unauthorized() -> HTTPException:
@@ -62,14 +62,18 @@ def authenticate_refusing(
     """Authenticate `token`; a refused credential is a login failure, audited (never the token)."""
     result = authenticator.authenticate(token)
     if result.principal is None:
-        audit.append(
-            services.sessions,
-            actor="anonymous",
-            action="auth.failure",
-            target=result.key_id,
-            detail={"reason": result.failure, **where},
-        )
+        audit_refusal(services, result, where)
     return result
+
+
+def audit_refusal(services: Services, result: AuthResult, where: dict[str, Any]) -> None:
+    audit.append(
+        services.sessions,
+        actor="anonymous",
+        action="auth.failure",
+        target=result.key_id,
+        detail={"reason": result.failure, **where},
+    )
 
 
 def _act_as(services: Services, user_id: str) -> Principal | None:
@@ -77,16 +81,19 @@ def _act_as(services: Services, user_id: str) -> Principal | None:
         return users.active_principal(session, user_id)
 
 
-async def get_principal(
-    request: Request, bearer: BearerDep, authenticator: AuthenticatorDep, services: ServicesDep
-) -> Principal:
-    """Missing, unknown, revoked, disabled and expired credentials all get the same 401."""
+async def get_principal(request: Request) -> Principal:
+    """Missing, unknown, revoked, disabled and expired credentials all get the same 401.
+
+    Everything comes from the request itself: each FastAPI dependency costs every request, and
+    every route has this one (the OpenAPI document names the bearer scheme, see `create_app`)."""
     result: AuthResult | None = getattr(request.state, AUTH_STATE, None)
-    token = bearer.credentials if bearer else None
+    services: Services = request.app.state.services
     if result is None:  # no gate in front of this route: authenticate here
+        token = bearer_token(request.headers.get("authorization"))
         if not token:
             raise _unauthorized()
         where = {"method": request.method, "path": request.url.path, "client": _client(request.scope)}
+        authenticator: Authenticator = request.app.state.authenticator
         result = await run_sync(authenticate_refusing, services, authenticator, token, where)
     if result.principal is None:
         raise _unauthorized()
@@ -148,8 +155,9 @@ class RequestAudit:
         audit.append(self.sessions, actor=self.actor, action=action, target=target, detail=detail)
 
 
-async def get_audit(request: Request, principal: CurrentPrincipal, services: ServicesDep) -> RequestAudit:
-    return RequestAudit(services.sessions, str(getattr(request.state, "actor", principal.user_id)))
+async def get_audit(request: Request, principal: CurrentPrincipal) -> RequestAudit:
+    sessions = request.app.state.services.sessions
+    return RequestAudit(sessions, str(getattr(request.state, "actor", principal.user_id)))
 
 
 AuditDep = Annotated[RequestAudit, Depends(get_audit)]
@@ -176,14 +184,17 @@ class CredentialGate:
             await self.app(scope, receive, send)
             return
         authorization = dict(scope.get("headers") or []).get(b"authorization", b"")
-        scheme, _, credential = authorization.decode("latin-1").partition(" ")
-        token = credential.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(authorization.decode("latin-1"))
+        if token is None:
             await _send_json(send, 401, b'{"detail":"not authenticated"}', [(b"www-authenticate", b"Bearer")])
             return
         state = scope["app"].state
         where = {"method": scope.get("method"), "path": scope.get("path"), "client": _client(scope)}
-        result = await run_sync(authenticate_refusing, state.services, state.authenticator, token, where)
+        result = state.authenticator.authenticate_now(token)
+        if result is None:
+            result = await run_sync(authenticate_refusing, state.services, state.authenticator, token, where)
+        elif result.principal is None:
+            await run_sync(audit_refusal, state.services, result, where)
         if result.principal is None:
             await _send_json(send, 401, b'{"detail":"not authenticated"}', [(b"www-authenticate", b"Bearer")])
             return

@@ -13,20 +13,24 @@ lost race (duplicate id) is retried. Never put document text, keys or tokens int
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Engine, Table, bindparam, func, insert, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
+from kms.db.driver import DriverStatement, compile_for, driver_errors, driver_transaction
 from kms.db.security_models import AuditHeadRow, AuditRow
+from kms.db.session import engine_of
 from kms.errors import KmsError
 
 log = logging.getLogger(__name__)
@@ -35,7 +39,7 @@ GENESIS = "0" * 64
 _HEAD_ID = 1
 _LOCK = threading.Lock()
 _ATTEMPTS = 20
-SessionFactory = Callable[[], Session]
+SessionFactory = sessionmaker[Session]
 
 
 class AuditBroken(KmsError):
@@ -124,61 +128,85 @@ def append(
     """Append one record and return it; raises if it cannot be stored (callers must not go on)."""
     detail_text, detail_value = _normalise_detail(detail)
     actor, target = actor[:300], (target[:300] if target is not None else None)
+    engine = engine_of(sessions)
+    retry_on: tuple[type[Exception], ...] = (IntegrityError, OperationalError, *driver_errors(engine.dialect))
     with _LOCK:
         for attempt in range(_ATTEMPTS):
             try:
-                return _append_once(sessions, actor, action, target, detail_text, detail_value)
-            except (IntegrityError, OperationalError):  # another process appended first, or a busy lock
+                return _append_once(engine, actor, action, target, detail_text, detail_value)
+            except retry_on:  # another process appended first, or a busy lock
                 if attempt == _ATTEMPTS - 1:
                     raise
                 time.sleep(0.005 * (attempt + 1))
     raise AssertionError("unreachable")
 
 
+_HEAD = cast(Table, AuditHeadRow.__table__)
+_LOG = cast(Table, AuditRow.__table__)
+_LOG_COLUMNS = ("id", "ts", "actor", "action", "target", "detail", "prev_hash", "hash")
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """What an append runs, compiled once per database driver (`kms.db.driver`: every search
+    appends, and SQLAlchemy's execution machinery cost more than the statements)."""
+
+    # Writes the head row first, which takes the database's write lock (SQLite) or the row's lock
+    # (PostgreSQL): the head it returns is the latest, and no one appends until the commit.
+    # RETURNING gives the new id and the previous record's hash (the update leaves the hash alone).
+    claim_next_id: DriverStatement
+    insert_record: DriverStatement
+    set_head_hash: DriverStatement
+    any_record: DriverStatement
+    create_head: DriverStatement
+
+
+@functools.lru_cache(maxsize=32)
+def _statements(dialect: Dialect) -> _Statements:
+    return _Statements(
+        claim_next_id=compile_for(
+            dialect,
+            update(_HEAD)
+            .where(_HEAD.c.id == _HEAD_ID)
+            .values(last_id=_HEAD.c.last_id + 1)
+            .returning(_HEAD.c.last_id, _HEAD.c.last_hash),
+        ),
+        insert_record=compile_for(dialect, insert(_LOG), column_keys=_LOG_COLUMNS),
+        set_head_hash=compile_for(
+            dialect, update(_HEAD).where(_HEAD.c.id == _HEAD_ID).values(last_hash=bindparam("digest"))
+        ),
+        any_record=compile_for(dialect, select(_LOG.c.id).limit(1)),
+        create_head=compile_for(
+            dialect, insert(_HEAD).values(id=_HEAD_ID, last_id=bindparam("head_last_id"), last_hash=GENESIS)
+        ),
+    )
+
+
 def _append_once(
-    sessions: SessionFactory, actor: str, action: str, target: str | None, detail_text: str, detail: Any
+    engine: Engine, actor: str, action: str, target: str | None, detail_text: str, detail: Any
 ) -> AuditRecord:
-    # Core statements rather than ORM objects: every search appends a record, and the ORM's unit of
-    # work cost about twice as much per append.
-    head_table, log_table = cast(Table, AuditHeadRow.__table__), cast(Table, AuditRow.__table__)
-    with sessions() as session:
-        try:
-            # Write first: this takes the database's write lock (SQLite) or the head row's lock
-            # (PostgreSQL), so the head read below is the latest and no one appends in between.
-            session.execute(
-                update(head_table).where(head_table.c.id == _HEAD_ID).values(last_id=head_table.c.last_id)
-            )
-            head = session.execute(
-                select(head_table.c.last_id, head_table.c.last_hash).where(head_table.c.id == _HEAD_ID)
-            ).first()
-            if head is None:
-                if session.execute(select(log_table.c.id).limit(1)).first() is not None:
-                    # Recreating it would hide a cut-off tail: stop, and let a person investigate.
-                    raise AuditBroken("the audit log head is missing: run `kms audit verify`")
-                session.execute(insert(head_table).values(id=_HEAD_ID, last_id=0, last_hash=GENESIS))
-            last_id, prev_hash = (int(head.last_id), str(head.last_hash)) if head else (0, GENESIS)
-            common: dict[str, Any] = {
-                "id": last_id + 1,
-                "ts": _now(),
-                "actor": actor,
-                "action": action,
-                "target": target,
-                "prev_hash": prev_hash,
-            }
-            digest = record_hash(**common, detail=detail)
-            session.execute(insert(log_table).values(**common, detail=detail_text, hash=digest))
-            session.execute(
-                update(head_table)
-                .where(head_table.c.id == _HEAD_ID)
-                .values(last_id=common["id"], last_hash=digest)
-            )
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        return AuditRecord(
-            **common, detail=detail if isinstance(detail, dict) else {"value": detail}, hash=digest
-        )
+    run = _statements(engine.dialect)
+    with driver_transaction(engine) as cursor:
+        head = run.claim_next_id.execute(cursor).fetchone()
+        if head is None:
+            if run.any_record.execute(cursor).fetchone() is not None:
+                # Recreating it would hide a cut-off tail: stop, and let a person investigate.
+                raise AuditBroken("the audit log head is missing: run `kms audit verify`")
+            run.create_head.execute(cursor, head_last_id=1)
+        record_id, prev_hash = (int(head[0]), str(head[1])) if head else (1, GENESIS)
+        common: dict[str, Any] = {
+            "id": record_id,
+            "ts": _now(),
+            "actor": actor,
+            "action": action,
+            "target": target,
+            "prev_hash": prev_hash,
+        }
+        digest = record_hash(**common, detail=detail)
+        run.insert_record.execute(cursor, **common, detail=detail_text, hash=digest)
+        run.set_head_hash.execute(cursor, digest=digest)
+    value = detail if isinstance(detail, dict) else {"value": detail}
+    return AuditRecord(**common, detail=value, hash=digest)
 
 
 def records(

@@ -8,6 +8,7 @@ digest) in constant time, so timing does not tell which key ids exist.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import re
@@ -15,12 +16,14 @@ import secrets
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Engine, Table, bindparam, select
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from kms.config import Classification
+from kms.db.driver import DriverStatement, compile_for, driver_transaction
 from kms.db.security_models import ApiKeyRow, UserRow
 from kms.domain import ROLES, Principal
 from kms.errors import ConfigError, Conflict, InvalidInput, NotFound
@@ -119,7 +122,27 @@ def user_info(row: UserRow) -> UserInfo:
     )
 
 
-def principal_of(row: UserRow) -> Principal:
+class UserFields(Protocol):
+    """What a principal is made of: a `UserRow`, or a Core row selecting `_PRINCIPAL_FIELDS`."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def clearance(self) -> str: ...
+    @property
+    def unit(self) -> str: ...
+    @property
+    def groups(self) -> list[str] | None: ...
+    @property
+    def roles(self) -> list[str] | None: ...
+    @property
+    def disabled(self) -> bool: ...
+
+
+_PRINCIPAL_FIELDS = ("user_id", "clearance", "unit", "groups", "roles", "disabled")
+
+
+def principal_of(row: UserFields) -> Principal:
     return Principal(
         user_id=row.user_id,
         clearance=row.clearance,
@@ -198,7 +221,7 @@ def active_principal(session: Session, user_id: str) -> Principal | None:
     return _enabled_principal(session.get(UserRow, user_id))
 
 
-def _enabled_principal(row: UserRow | None) -> Principal | None:
+def _enabled_principal(row: UserFields | None) -> Principal | None:
     return principal_of(row) if row is not None and not row.disabled else None
 
 
@@ -285,26 +308,53 @@ class KeyCheck:
     key_id: str | None
 
 
-def check_api_key(session: Session, token: str) -> KeyCheck:
-    """Resolve an API key to its user's principal; every failure does the same hashing work.
+# The key and its user in one query, built once: every request runs it.
+_KEYS, _USERS = cast(Table, ApiKeyRow.__table__), cast(Table, UserRow.__table__)
+_KEY_AND_USER = (
+    select(_KEYS.c.salt, _KEYS.c.digest, _KEYS.c.revoked_at, *(_USERS.c[name] for name in _PRINCIPAL_FIELDS))
+    .select_from(_KEYS.outerjoin(_USERS, _USERS.c.user_id == _KEYS.c.user_id))
+    .where(_KEYS.c.key_id == bindparam("key_id"))
+)
 
-    One query for the key and its user (every request runs this)."""
-    match = _KEY.fullmatch(token)
-    key_id, secret = (match.group(1), match.group(2)) if match else ("", token)
+
+def check_api_key(db: Connection | Session, token: str) -> KeyCheck:
+    """Resolve an API key to its user's principal; every failure does the same hashing work."""
+    key_id, secret, well_formed = _parse_key(token)
+    row = db.execute(_KEY_AND_USER, {"key_id": key_id}).first() if key_id else None
+    return _judge_key(row, key_id, secret, well_formed)
+
+
+def check_api_key_fast(engine: Engine, token: str) -> KeyCheck:
+    """`check_api_key` for the request path: the same query, compiled once, run on the driver
+    (`kms.db.driver`), which costs a fraction of SQLAlchemy's execution of it."""
+    key_id, secret, well_formed = _parse_key(token)
     row = None
     if key_id:
-        row = session.execute(
-            select(ApiKeyRow.salt, ApiKeyRow.digest, ApiKeyRow.revoked_at, UserRow)
-            .outerjoin(UserRow, UserRow.user_id == ApiKeyRow.user_id)
-            .where(ApiKeyRow.key_id == key_id)
-        ).first()
+        with driver_transaction(engine) as cursor:
+            row = _key_and_user_for(engine.dialect).first(cursor, key_id=key_id)
+    return _judge_key(row, key_id, secret, well_formed)
+
+
+@functools.lru_cache(maxsize=32)
+def _key_and_user_for(dialect: Dialect) -> DriverStatement:
+    return compile_for(dialect, _KEY_AND_USER)
+
+
+def _parse_key(token: str) -> tuple[str, str, bool]:
+    """(key id, secret, well formed?); a malformed token has no key id and is all secret."""
+    match = _KEY.fullmatch(token)
+    return (match.group(1), match.group(2), True) if match else ("", token, False)
+
+
+def _judge_key(row: Any, key_id: str, secret: str, well_formed: bool) -> KeyCheck:
+    """The answer for a key given its row (None: no such key id), hashing the secret either way."""
     salt, stored = (row.salt, row.digest) if row is not None else (_DUMMY_SALT, _DUMMY_DIGEST)
     matches = hmac.compare_digest(_digest(salt, key_id, secret), stored)
     if row is None or not matches:
-        return KeyCheck(None, "malformed key" if not match else "unknown key", key_id or None)
+        return KeyCheck(None, "unknown key" if well_formed else "malformed key", key_id or None)
     if row.revoked_at is not None:
         return KeyCheck(None, "revoked key", key_id)
-    principal = _enabled_principal(row.UserRow)
+    principal = _enabled_principal(row if row.user_id is not None else None)
     if principal is None:
         return KeyCheck(None, "disabled user", key_id)
     return KeyCheck(principal, None, key_id)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from postgres_server import PgServer
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
@@ -196,8 +197,8 @@ def test_export_writes_every_record_as_json_lines_and_is_audited(
     assert kms(data_dir, "audit", "verify")[0] == 0
 
 
-def test_threads_append_one_unbroken_chain(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'a.sqlite3'}")
+def test_threads_append_one_unbroken_chain(database_url: str) -> None:
+    engine = make_engine(database_url)
     sessions = make_session_factory(engine)
 
     def work(n: int) -> None:
@@ -216,8 +217,8 @@ def test_threads_append_one_unbroken_chain(tmp_path: Path) -> None:
     assert result.ok and result.records == 200 and ids == list(range(1, 201))
 
 
-def test_processes_append_one_unbroken_chain(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'a.sqlite3'}"
+def test_processes_append_one_unbroken_chain(database_url: str) -> None:
+    url = database_url
     make_engine(url).dispose()
     script = (
         "import sys\n"
@@ -235,3 +236,17 @@ def test_processes_append_one_unbroken_chain(tmp_path: Path) -> None:
         result = audit.verify(session)
     engine.dispose()
     assert result.ok and result.records == 180, result
+
+
+def test_a_deleted_head_stops_appending_on_postgresql(pg_server: PgServer) -> None:
+    engine = make_engine(pg_server.create_database())
+    sessions = make_session_factory(engine)
+    first = audit.append(sessions, actor="alice", action="search", detail={"n": 1})
+    second = audit.append(sessions, actor="alice", action="search")
+    assert (first.id, second.id, second.prev_hash) == (1, 2, first.hash)
+    sql(sessions, "DELETE FROM audit_head")
+    with pytest.raises(KmsError, match="head is missing"):
+        audit.append(sessions, actor="alice", action="search")
+    with sessions() as session:
+        assert audit.verify(session).problem == "the audit head record is missing"
+    engine.dispose()

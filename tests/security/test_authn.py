@@ -119,6 +119,52 @@ def test_keys_authenticate_until_revoked_or_disabled(
     assert auth.authenticate(key).failure == "revoked key"
 
 
+@pytest.fixture
+def any_registry(database_url: str, tmp_path: Path) -> Iterator[tuple[Settings, sessionmaker[Session]]]:
+    """A registry on a SQLite file or on the test PostgreSQL server."""
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url)
+    settings.ensure_data_dir()
+    engine = make_engine(settings.sqlalchemy_url)
+    yield settings, make_session_factory(engine)
+    engine.dispose()
+
+
+def test_the_event_loop_check_answers_like_the_threaded_one(
+    any_registry: tuple[Settings, sessionmaker[Session]],
+) -> None:
+    """`authenticate_now` (the gate, on the event loop) answers API keys only from a SQLite file,
+    and then exactly as `authenticate`: a change made by another connection shows at once."""
+    settings, sessions = any_registry
+    key = add_user(sessions)
+    auth = authenticator(settings, sessions)
+    on_sqlite = settings.sqlalchemy_url.startswith("sqlite")
+
+    def both(token: str) -> tuple[object, object]:
+        threaded, now = auth.authenticate(token), auth.authenticate_now(token)
+        assert now == (threaded if on_sqlite else None), token
+        return threaded.principal, threaded.failure
+
+    assert both(key)[0] == Principal("alice", "secret", "hq/consular", ("leadership",), ("reader",))
+    assert both("kms_" + "0" * 16 + "_" + key.split("_", 2)[2]) == (None, "unknown key")
+    assert both("kms_garbage") == (None, "malformed key")
+    assert auth.authenticate_now("op-token") == auth.authenticate("op-token")
+    assert auth.authenticate_now("not-a-key") == auth.authenticate("not-a-key")
+    with sessions() as session:
+        user = session.get(UserRow, "alice")
+        assert user is not None
+        user.disabled = True
+        session.commit()
+    assert both(key) == (None, "disabled user")
+    with sessions() as session:
+        user = session.get(UserRow, "alice")
+        assert user is not None
+        user.disabled = False
+        users.revoke_key(session, key_id=str(users.key_id_of(key)))
+        session.commit()
+    assert both(key) == (None, "revoked key")
+    auth.close()
+
+
 def test_an_unknown_key_id_costs_the_same_hashing(
     registry: tuple[Settings, sessionmaker[Session]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
