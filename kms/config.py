@@ -48,9 +48,9 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     max_upload_bytes: int = 50 * 2**20
     max_query_chars: int = 1000
-    # A `Server-Timing` header on search responses: the index retrieval (query embedding + store query)
-    # and the whole search, in ms. Off by default; benchmarks/scale.py turns it on to measure the API's
-    # overhead on the very same requests.
+    # A `Server-Timing` header on search responses: `retrieve` (query embedding + candidate query),
+    # `index` (+ every other store call) and the whole `search`, in ms. Off by default;
+    # benchmarks/scale.py turns it on to measure the API's overhead on the very same requests.
     server_timing: bool = False
     warm_up_s: float = Field(default=5.0, ge=0)  # `kms serve`: searches run before serving (kms/warmup.py)
     # Ingestion jobs (issue #6): uploads, the durable queue and its workers, OCR, logs.

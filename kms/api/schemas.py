@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic.main import IncEx
 
-from kms.domain import SearchFilters, SearchQuery
+from kms.domain import SearchFilters, SearchQuery, SearchResult
 
 
 class FiltersIn(BaseModel):
@@ -77,6 +78,20 @@ class SearchOut(BaseModel):
     results: list[HitOut]
     total: int
     facets: dict[str, dict[str, int]]
+
+
+_SEARCH_RESULT = TypeAdapter(SearchResult)
+_HIT_FIELDS: IncEx = set(HitOut.model_fields)
+_SEARCH_OUT_FIELDS: dict[str, IncEx | bool] = {
+    name: {"__all__": _HIT_FIELDS} if name == "results" else True for name in SearchOut.model_fields
+}
+
+
+def search_out_json(result: SearchResult) -> bytes:
+    """`result` as a `SearchOut` in JSON: only the fields SearchOut names, written straight from the
+    result's dataclasses, whose fields have SearchOut's types (the same bytes as validating a
+    SearchOut first, in a quarter of the time)."""
+    return _SEARCH_RESULT.dump_json(result, include=_SEARCH_OUT_FIELDS)
 
 
 class SimilarOut(BaseModel):

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from bisect import bisect_left, bisect_right
-from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from kms.text.docnumber import doc_number_key, doc_number_spans
 from kms.text.normalize import fold, has_diacritics, nfc, search_key
@@ -29,13 +28,10 @@ _FOLDED_STOP_WORDS = frozenset(fold(word) for word in _STOP_WORDS)
 _WORD = re.compile(r"[^\W_]+")
 
 Range = tuple[int, int]
-
-
-@dataclass(frozen=True)
-class _Match:
-    start: int
-    end: int
-    term: str
+# One occurrence of a query term in the text: (start, end, term). Plain tuples: a snippet holds
+# dozens of matches, and a dataclass per match cost a third of its time.
+_Match = tuple[int, int, str]
+_T = TypeVar("_T", bound=tuple[Any, ...])  # a match, maybe with more fields after (start, end)
 
 
 def _is_stop_word(word: str) -> bool:
@@ -59,58 +55,83 @@ def _query_terms(query: str) -> tuple[tuple[str, ...], tuple[str, ...], frozense
     )
 
 
+_ABSENT = object()  # a rule for a key that is not among these words
+
+
 @functools.lru_cache(maxsize=1024)
-def _word_pattern(words: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, str], frozenset[str]]:
-    """The pattern finding `words` in `search_key` text, the exact-only keys, and the loose keys."""
-    exact = {search_key(w): w for w in words if has_diacritics(w)}
-    loose = frozenset(search_key(w) for w in words if not has_diacritics(w))
-    alternatives = "|".join(re.escape(key) for key in sorted({*exact, *loose}, key=len, reverse=True))
-    return re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])"), exact, loose
+def _key_roles(words: tuple[str, ...]) -> dict[str, str | None]:
+    """`search_key` of each word -> None if any diacritics match it (typed without them, or typed
+    both ways), else the word as typed with diacritics, which the text must match exactly."""
+    roles: dict[str, str | None] = {search_key(w): w for w in words if has_diacritics(w)}
+    roles.update((search_key(w), None) for w in words if not has_diacritics(w))
+    return roles
 
 
-def _word_matches(text: str, key_text: str, words: tuple[str, ...]) -> list[_Match]:
-    """Occurrences of whole words in `text` (`key_text` is its `search_key`); a word typed with
-    diacritics must match them exactly."""
-    pattern, exact, loose = _word_pattern(words)
-    matches: list[_Match] = []
+@functools.lru_cache(maxsize=1024)
+def _matcher(
+    words: tuple[str, ...], stop_words: tuple[str, ...]
+) -> tuple[re.Pattern[str], dict[str, tuple[object, object]]]:
+    """The pattern finding whole-word occurrences of every key in `search_key` text, and each key's
+    rule as a word and as a stop word (`_ABSENT`, None: any diacritics, or the exact word)."""
+    word_roles, stop_roles = _key_roles(words), _key_roles(stop_words)
+    keys = sorted({*word_roles, *stop_roles}, key=len, reverse=True)
+    rules = {key: (word_roles.get(key, _ABSENT), stop_roles.get(key, _ABSENT)) for key in keys}
+    alternatives = "|".join(re.escape(key) for key in keys)
+    return re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])"), rules
+
+
+def _word_matches(
+    text: str, key_text: str, words: tuple[str, ...], stop_words: tuple[str, ...]
+) -> list[tuple[int, int, str, bool]]:
+    """The query's words and stop words in `text` (`key_text` is its `search_key`), in one
+    left-to-right pass: (start, end, key, is a word, not only a stop word), non-overlapping and in
+    order. A word typed with diacritics must match them exactly."""
+    pattern, rules = _matcher(words, stop_words)
+    found: list[tuple[int, int, str, bool]] = []
     for match in pattern.finditer(key_text):
         key = match.group()
-        if key in loose or text[match.start() : match.end()].lower() == exact[key]:
-            matches.append(_Match(match.start(), match.end(), key))
-    return matches
+        start, end = match.span()
+        as_word, as_stop = rules[key]
+        surface = text[start:end].lower() if (as_word or as_stop) else ""
+        if as_word is None or (as_word is not _ABSENT and surface == as_word):
+            found.append((start, end, key, True))
+        elif as_stop is None or (as_stop is not _ABSENT and surface == as_stop):
+            found.append((start, end, key, False))
+    return found
 
 
-def _non_overlapping(found: list[_Match]) -> list[_Match]:
-    found.sort(key=lambda m: (m.start, -m.end))
-    matches: list[_Match] = []
+def _non_overlapping(found: list[_T]) -> list[_T]:
+    """Leftmost first, the longer of two starting together (the earlier in `found` if equal)."""
+    found.sort(key=lambda m: (m[0], -m[1]))
+    matches: list[_T] = []
+    last_end = -1
     for match in found:
-        if not matches or match.start >= matches[-1].end:
+        if match[0] >= last_end:
             matches.append(match)
+            last_end = match[1]
     return matches
 
 
-def _with_linked_stop_words(text: str, strong: list[_Match], weak: list[_Match]) -> list[_Match]:
-    """Add the stop-word matches that sit in one phrase (only spaces between) with a real match.
+def _with_linked_stop_words(text: str, tagged: list[tuple[int, int, str, bool]]) -> list[_Match]:
+    """The strong matches (words, document numbers) with the stop-word matches that sit in one
+    phrase with them (only spaces between); `tagged` is in order and non-overlapping.
 
     A stop word alone is no reason to highlight, but inside a matched phrase it is part of it; and a
     query typed without diacritics can't tell "trong" (in) from "trọng", so "trong tai thuong mai"
     must still light up all of "trọng tài thương mại".
     """
-    strong_keys = {(m.start, m.end) for m in strong}
-    merged = _non_overlapping([*strong, *weak])
     kept: list[_Match] = []
     run: list[_Match] = []
-
-    def close() -> None:
-        if any((m.start, m.end) in strong_keys for m in run):
-            kept.extend(run)
-        run.clear()
-
-    for match in merged:
-        if run and text[run[-1].end : match.start].strip():
-            close()
-        run.append(match)
-    close()
+    run_is_strong = False
+    for start, end, key, strong in tagged:
+        if run and text[run[-1][1] : start].strip():
+            if run_is_strong:
+                kept.extend(run)
+            run, run_is_strong = [], False
+        run.append((start, end, key))
+        run_is_strong = run_is_strong or strong
+    if run_is_strong:
+        kept.extend(run)
     return kept
 
 
@@ -118,26 +139,40 @@ def _find_matches(text: str, query: str) -> list[_Match]:
     """Non-overlapping occurrences of query terms in `text` (NFC), in order."""
     words, stop_words, numbers = _query_terms(query)
     spans = doc_number_spans(text) if numbers else []
-    found = [_Match(s, e, key) for s, e, n in spans if (key := doc_number_key(n)) in numbers]
-    key_text = search_key(text) if words or stop_words else text
-    if words:
-        found += _word_matches(text, key_text, words)
-    matches = _non_overlapping(found)
-    if matches and stop_words:
-        matches = _with_linked_stop_words(text, matches, _word_matches(text, key_text, stop_words))
-    return matches
+    numbered = [(s, e, key) for s, e, n in spans if (key := doc_number_key(n)) in numbers]
+    if not (words or (numbered and stop_words)):
+        return _non_overlapping(numbered)
+    tagged = _word_matches(text, search_key(text), words, stop_words)
+    if numbered:  # a number wins over a word it overlaps, then stop words fill in around them
+        strong = _non_overlapping(numbered + [(s, e, key) for s, e, key, word in tagged if word])
+        weak = [m for m in tagged if not m[3]]
+        tagged = _non_overlapping([(s, e, key, True) for s, e, key in strong] + weak)
+    if not any(strong for *_, strong in tagged):
+        return []
+    return _with_linked_stop_words(text, tagged)
 
 
 def _best_start(text: str, matches: list[_Match], max_chars: int) -> int:
-    """Start of the window holding the most distinct query terms (then most occurrences)."""
-    starts = [m.start for m in matches]
-    ends = [m.end for m in matches]  # matches do not overlap, so ends are sorted too
+    """Start of the window holding the most distinct query terms (then most occurrences).
+
+    Each match proposes a window starting a little before it; windows only move right, so one pass
+    keeps the matches inside the current window and a count of their terms."""
     lead = min(_LEAD_CHARS, max_chars // 4)
     best, best_score = 0, (-1, -1)
+    terms: dict[str, int] = {}
+    first = end = 0  # matches[first:end] lie inside the current window
     for match in matches:
-        start = max(0, min(match.start - lead, len(text) - max_chars))
-        inside = matches[bisect_left(starts, start) : bisect_right(ends, start + max_chars)]
-        score = (len({m.term for m in inside}), len(inside))
+        start = max(0, min(match[0] - lead, len(text) - max_chars))
+        while end < len(matches) and matches[end][1] <= start + max_chars:
+            terms[matches[end][2]] = terms.get(matches[end][2], 0) + 1
+            end += 1
+        while first < end and matches[first][0] < start:
+            term = matches[first][2]
+            terms[term] -= 1
+            if not terms[term]:
+                del terms[term]
+            first += 1
+        score = (len(terms), end - first)
         if score > best_score:
             best, best_score = start, score
     return best
@@ -173,10 +208,10 @@ def make_snippet(text: str, query: str, *, max_chars: int = 320) -> tuple[str, l
     flat = " ".join(nfc(text).split())
     matches = _find_matches(flat, query)
     window = _best_start(flat, matches, max_chars) if matches else 0
-    following = [m.start for m in matches if m.start >= window]
+    following = [m[0] for m in matches if m[0] >= window]
     start, end = _word_bounds(flat, window, max_chars, following[0] if following else window)
     prefix = _ELLIPSIS if start > 0 else ""
     snippet = prefix + flat[start:end] + (_ELLIPSIS if end < len(flat) else "")
     shift = len(prefix) - start
-    ranges = [(m.start + shift, m.end + shift) for m in matches if start <= m.start and m.end <= end]
+    ranges = [(m[0] + shift, m[1] + shift) for m in matches if start <= m[0] and m[1] <= end]
     return snippet, _merge(ranges, snippet)

@@ -8,6 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from kms.api.app import create_app
+from kms.api.schemas import SearchOut, search_out_json
+from kms.domain import Principal, SearchQuery, SearchResult
+from kms.search import SearchService, _hit_from_payload
 from kms.services import Services
 
 TOKEN = "test-operator-token"
@@ -127,6 +130,35 @@ def test_server_timing_header_only_when_enabled(client: TestClient, sample_servi
     for metric in response.headers["server-timing"].split(","):
         name, _, value = metric.strip().partition(";dur=")
         durations[name] = float(value)
-    assert set(durations) == {"retrieve", "search"}
-    assert 0 < durations["retrieve"] <= durations["search"]
+    assert set(durations) == {"retrieve", "index", "search"}
+    assert 0 < durations["retrieve"] < durations["index"] < durations["search"]
     assert "timings" not in response.json()
+
+
+@pytest.mark.parametrize(
+    ("query", "mode"),
+    [
+        ("nghị quyết chuyển đổi số ngành ngoại giao", "hybrid"),
+        ("ho chieu ngoai giao", "sparse"),
+        ("consular protection of citizens abroad", "dense"),
+        ("292/NQ-CP", "hybrid"),
+    ],
+)
+def test_search_json_is_what_the_search_out_schema_gives(
+    sample_services: Services, query: str, mode: str
+) -> None:
+    """The response body is written straight from the result (no second validation), yet it is
+    byte for byte `SearchOut` of that result: only its fields, with its types."""
+    result = SearchService(sample_services).search(Principal.operator(), SearchQuery(query=query, mode=mode))
+    assert result.results and result.timings
+    expected = SearchOut.model_validate(result, from_attributes=True).model_dump_json().encode()
+    assert search_out_json(result) == expected
+
+
+def test_odd_payload_values_become_the_schema_types() -> None:
+    payload = {"doc_id": 7, "doc_number": 292, "issuer": 5, "issued_date": None, "chunk_no": "2"}
+    hit = _hit_from_payload(payload, 0.5, "snippet", [(0, 3)])
+    result = SearchResult(results=[hit], total=1, facets={"year": {"2020": 1}})
+    expected = SearchOut.model_validate(result, from_attributes=True).model_dump_json().encode()
+    assert search_out_json(result) == expected
+    assert (hit.doc_id, hit.doc_number, hit.issuer, hit.chunk_no) == ("7", "292", "5", 2)
