@@ -40,8 +40,8 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 def engine_of(sessions: sessionmaker[Session]) -> Engine:
-    """The engine a session factory is bound to. What every request does (the API-key check, the
-    audit append) runs on a Core connection from it: an ORM session costs several times the query."""
+    """The engine a session factory is bound to: what every request does (the API-key check, the
+    audit append) skips the ORM session and runs on the database driver (`kms.db.driver`)."""
     bind = sessions.kw.get("bind")
     if not isinstance(bind, Engine):
         raise TypeError("the session factory is not bound to an engine")

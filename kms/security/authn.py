@@ -100,7 +100,7 @@ class Authenticator:
 
     @staticmethod
     def _check_key(engine: Engine, token: str) -> AuthResult:
-        check = users.check_api_key_fast(engine, token)
+        check = users.check_api_key(engine, token)
         return AuthResult(check.principal, check.failure, check.key_id)
 
     def _oidc(self, token: str) -> AuthResult:

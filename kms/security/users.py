@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from sqlalchemy import Connection, Engine, Table, bindparam, select
+from sqlalchemy import Engine, Table, bindparam, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
@@ -123,7 +123,7 @@ def user_info(row: UserRow) -> UserInfo:
 
 
 class UserFields(Protocol):
-    """What a principal is made of: a `UserRow`, or a Core row selecting `_PRINCIPAL_FIELDS`."""
+    """What a principal is made of: a `UserRow`, or a row of `_KEY_AND_USER`."""
 
     @property
     def user_id(self) -> str: ...
@@ -317,16 +317,11 @@ _KEY_AND_USER = (
 )
 
 
-def check_api_key(db: Connection | Session, token: str) -> KeyCheck:
-    """Resolve an API key to its user's principal; every failure does the same hashing work."""
-    key_id, secret, well_formed = _parse_key(token)
-    row = db.execute(_KEY_AND_USER, {"key_id": key_id}).first() if key_id else None
-    return _judge_key(row, key_id, secret, well_formed)
+def check_api_key(engine: Engine, token: str) -> KeyCheck:
+    """Resolve an API key to its user's principal; every failure does the same hashing work.
 
-
-def check_api_key_fast(engine: Engine, token: str) -> KeyCheck:
-    """`check_api_key` for the request path: the same query, compiled once, run on the driver
-    (`kms.db.driver`), which costs a fraction of SQLAlchemy's execution of it."""
+    Every request runs this: one query for the key and its user, compiled once and run on the
+    database driver (`kms.db.driver`), a fraction of what SQLAlchemy's execution of it costs."""
     key_id, secret, well_formed = _parse_key(token)
     row = None
     if key_id:

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from ingest.pipeline import build_pipeline, run_pipeline
 from kms.cli.main import app
 from kms.config import Settings
-from kms.db.session import make_engine, make_session_factory
+from kms.db.session import engine_of, make_engine, make_session_factory
 from kms.demo import DEMO_USERS, create_demo_users
 from kms.security import audit, users
 from kms.security.authn import operator_name
@@ -106,15 +106,15 @@ def test_keys_create_prints_only_the_key_and_revoke_works(data_dir: Path) -> Non
     key, key_id = out.strip(), err.split("key id: ")[1].strip()
     assert key.startswith(f"kms_{key_id}_")
     sessions = sessions_for(data_dir)
-    with sessions() as session:
-        assert users.check_api_key(session, key).principal is not None
+    engine = engine_of(sessions)
+    assert users.check_api_key(engine, key).principal is not None
     code, out, _err = kms(data_dir, "keys", "list", "--user", "alice", "--json")
     assert key_id in out and key not in out
     assert kms(data_dir, "keys", "create", "nobody")[0] == 4
     assert kms(data_dir, "keys", "revoke", key_id)[0] == 0
     assert kms(data_dir, "keys", "revoke", "0" * 16)[0] == 4
+    assert users.check_api_key(engine, key).failure == "revoked key"
     with sessions() as session:
-        assert users.check_api_key(session, key).failure == "revoked key"
         actions = [(r.action, r.target) for r in audit.records(session, actor=operator_name())]
     assert (
         ("key.create", key_id) in actions
@@ -171,15 +171,16 @@ def test_demo_creates_principals_with_fresh_keys(tmp_path: Path) -> None:
     assert {u.clearance for u in DEMO_USERS} >= {"public", "internal", "confidential", "secret"}
     assert {u.unit.split("/")[0] for u in DEMO_USERS} == {"hq", "mission"}
     assert len({u.unit for u in DEMO_USERS if u.unit.startswith("mission/")}) == 2
-    with make_session_factory(make_engine(settings.sqlalchemy_url))() as session:
-        for (user, old), (_, new) in zip(first, second, strict=True):
-            assert users.check_api_key(session, old).failure == "revoked key"
-            principal = users.check_api_key(session, new).principal
-            assert (
-                principal is not None
-                and principal.user_id == user.user_id
-                and principal.clearance == user.clearance
-            )
+    engine = make_engine(settings.sqlalchemy_url)
+    for (user, old), (_, new) in zip(first, second, strict=True):
+        assert users.check_api_key(engine, old).failure == "revoked key"
+        principal = users.check_api_key(engine, new).principal
+        assert (
+            principal is not None
+            and principal.user_id == user.user_id
+            and principal.clearance == user.clearance
+        )
+    engine.dispose()
 
 
 def test_through_a_running_server(data_dir: Path, tmp_path: Path) -> None:
