@@ -20,6 +20,7 @@ from kms.db.registry import readable_document
 from kms.domain import Principal, SearchFilters, SearchHit, SearchQuery, SearchResult
 from kms.errors import InvalidInput, NotFound
 from kms.index.sparse import LEX, LEX_FOLDED, SparseVec, encode_query
+from kms.inflight import SEARCHES
 from kms.rerank import Reranker, create_reranker
 from kms.security import access
 from kms.services import Services
@@ -138,6 +139,10 @@ class SearchService:
 
     # ---- search ------------------------------------------------------------------------------
     def search(self, principal: Principal, query: SearchQuery) -> SearchResult:
+        with SEARCHES:
+            return self._search(principal, query)
+
+    def _search(self, principal: Principal, query: SearchQuery) -> SearchResult:
         started = time.perf_counter()
         text = nfc(query.query).strip()
         if not text:

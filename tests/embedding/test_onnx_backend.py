@@ -11,6 +11,7 @@ import pytest
 from kms.embedding import create_embedder
 from kms.embedding.onnx_backend import OnnxE5Embedder, ensure_model
 from kms.embedding.onnx_build import default_model_dir
+from kms.inflight import SEARCHES
 
 # A fixed sample: Vietnamese with and without diacritics, English, a document number, a long
 # passage (more than one 512-token window), odd whitespace and characters outside the vocabulary.
@@ -66,6 +67,38 @@ def test_batching_does_not_change_vectors(onnx: OnnxE5Embedder) -> None:
     together = onnx.embed_passages(PASSAGES)
     alone = np.stack([onnx.embed_passages([p])[0] for p in PASSAGES])
     assert np.allclose(together, alone, atol=1e-4)
+
+
+def test_a_query_alone_uses_every_core_and_concurrent_ones_one_each(onnx: OnnxE5Embedder) -> None:
+    """The thread count follows the queries running at that moment and never changes a vector."""
+    cores = onnx._threads
+    with onnx._query_threads() as first:
+        with onnx._query_threads() as second:
+            pass
+        assert (first, second) == (cores, 1)
+    with onnx._query_threads() as after:
+        assert after == cores  # the count went back down, also after the nested one
+    with SEARCHES:  # the search this query is for
+        with onnx._query_threads() as in_a_search:
+            assert in_a_search == cores
+        with SEARCHES, onnx._query_threads() as beside_another_search:
+            assert beside_another_search == 1
+    assert SEARCHES.count == 0
+    alone = onnx.embed_queries(QUERIES)
+    with onnx._query_threads():  # another query in flight: these run on one thread
+        beside = onnx.embed_queries(QUERIES)
+    assert set(onnx._sessions) == {1, cores}
+    assert np.allclose(alone, beside, atol=1e-5)
+
+
+def test_concurrent_queries_get_their_own_vectors(onnx: OnnxE5Embedder) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    expected = onnx.embed_queries(QUERIES)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda i: onnx.embed_queries([QUERIES[i % len(QUERIES)]])[0], range(16)))
+    assert np.allclose(np.stack(got), np.stack([expected[i % len(QUERIES)] for i in range(16)]), atol=1e-5)
+    assert onnx._queries_running == 0
 
 
 def test_ranks_relevant_passages_first(onnx: OnnxE5Embedder) -> None:

@@ -166,3 +166,27 @@ def test_english_query_finds_the_vietnamese_answer_despite_an_english_document(
     # `english` is an English report on consular protection; the Vietnamese guidance must still rank.
     found = ids(search(search_services, "guidance on consular visits and help for citizens abroad", k=3))
     assert "consular-protection" in found
+
+
+def test_a_search_counts_as_running_while_it_runs_and_not_after(search_services: Services) -> None:
+    """What the query embedder reads to decide its threads (kms/inflight.py), also after a failure."""
+    from kms.errors import InvalidInput
+    from kms.inflight import SEARCHES
+
+    seen: list[int] = []
+    embedder = search_services.query_embedder
+    original = embedder.embed_queries
+
+    def counting(texts: list[str]):  # type: ignore[no-untyped-def]
+        seen.append(SEARCHES.count)
+        return original(texts)
+
+    embedder.embed_queries = counting  # type: ignore[method-assign]
+    try:
+        search(search_services, "bảo hộ công dân", mode="dense")
+    finally:
+        embedder.embed_queries = original  # type: ignore[method-assign]
+    assert seen == [1] and SEARCHES.count == 0
+    with pytest.raises(InvalidInput):
+        search(search_services, "   ")
+    assert SEARCHES.count == 0
