@@ -122,7 +122,7 @@ def has_diacritics(text: str) -> bool:
 # up the lazy table (25 vs 36 µs for an 800-character chunk; a search does this for each hit's
 # snippet). Text holding any character beyond that takes the lazy table.
 _SEARCH_LIST_END = 0x2070
-_BEYOND_SEARCH_LIST = re.compile("[^\x00-\u206f]")
+_BEYOND_SEARCH_LIST = re.compile(f"[^\x00-{chr(_SEARCH_LIST_END - 1)}]")
 
 
 @functools.cache
