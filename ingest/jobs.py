@@ -205,6 +205,15 @@ def _claimable(now: float, table: Any = JobRow) -> ColumnElement[bool]:
     )
 
 
+def _any_claimable(sessions: sessionmaker[Session], now: float) -> bool:
+    """Whether a claim could succeed: an idle worker asks every `worker_poll_s`, and this read costs
+    a sixth of a claim attempt (which writes, so takes SQLite's write lock, and then rolls back), all
+    of it holding the GIL beside the searches of `kms serve`. A job queued just after is seen by
+    the next poll."""
+    with sessions() as session:
+        return session.scalar(select(JobRow.id).where(_claimable(now)).limit(1)) is not None
+
+
 def claim(sessions: sessionmaker[Session], owner: str, *, lease_s: float) -> Lease | None:
     """Take the next job for `owner`, or None when there is nothing to do (see the module docstring).
 
@@ -226,6 +235,8 @@ def claim(sessions: sessionmaker[Session], owner: str, *, lease_s: float) -> Lea
 
 def _claim_once(sessions: sessionmaker[Session], owner: str, lease_s: float) -> Lease | None:
     now = _now()
+    if not _any_claimable(sessions, now):
+        return None
     token = uuid.uuid4().hex
     values = {
         "state": "running",

@@ -26,7 +26,7 @@ from kms.security import access
 from kms.services import Services
 from kms.text.docnumber import doc_number_key, find_doc_numbers
 from kms.text.language import detect_language
-from kms.text.normalize import has_diacritics, nfc, search_key
+from kms.text.normalize import has_diacritics, nfc, search_key, single_spaced
 from kms.text.snippets import make_snippet
 
 FACET_FIELDS = ("doc_type", "issuer", "owner_unit", "year", "language", "classification")
@@ -403,7 +403,7 @@ def _phrase_matches_first(
 
     def holds(point: models.ScoredPoint) -> bool:
         payload = point.payload or {}
-        text = " ".join(search_key(f"{payload.get('title') or ''} {payload.get('text') or ''}").split())
+        text = single_spaced(search_key(f"{payload.get('title') or ''} {payload.get('text') or ''}"))
         return all(pattern.search(text) for pattern in patterns)
 
     flags = [holds(point) for point, _ in groups]

@@ -13,7 +13,7 @@ import re
 from typing import Any, TypeVar
 
 from kms.text.docnumber import doc_number_key, doc_number_spans
-from kms.text.normalize import fold, has_diacritics, nfc, search_key
+from kms.text.normalize import fold, has_diacritics, nfc, search_key, single_spaced
 
 __all__ = ["make_snippet"]
 
@@ -67,17 +67,30 @@ def _key_roles(words: tuple[str, ...]) -> dict[str, str | None]:
     return roles
 
 
+# How an occurrence of a key counts: the verdict for its surface form (lowercase) if listed, else the
+# default. A verdict is True for a word, False for a stop word; None is no match.
+_Rule = tuple[dict[str, bool] | None, bool | None]
+
+
 @functools.lru_cache(maxsize=1024)
-def _matcher(
-    words: tuple[str, ...], stop_words: tuple[str, ...]
-) -> tuple[re.Pattern[str], dict[str, tuple[object, object]]]:
+def _matcher(words: tuple[str, ...], stop_words: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, _Rule]]:
     """The pattern finding whole-word occurrences of every key in `search_key` text, and each key's
-    rule as a word and as a stop word (`_ABSENT`, None: any diacritics, or the exact word)."""
+    rule: any diacritics (a word typed without them) or only the word exactly as typed with them."""
     word_roles, stop_roles = _key_roles(words), _key_roles(stop_words)
     keys = sorted({*word_roles, *stop_roles}, key=len, reverse=True)
-    rules = {key: (word_roles.get(key, _ABSENT), stop_roles.get(key, _ABSENT)) for key in keys}
+    rules = {key: _rule(word_roles.get(key, _ABSENT), stop_roles.get(key, _ABSENT)) for key in keys}
     alternatives = "|".join(re.escape(key) for key in keys)
     return re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])"), rules
+
+
+def _rule(as_word: object, as_stop: object) -> _Rule:
+    """A key's rule from its roles (`_ABSENT`, None: any diacritics, or the exact word); a word wins."""
+    if as_word is None:
+        return None, True
+    exact = {as_stop: False} if isinstance(as_stop, str) else {}
+    if isinstance(as_word, str):
+        exact[as_word] = True
+    return exact or None, (False if as_stop is None else None)
 
 
 def _word_matches(
@@ -88,16 +101,44 @@ def _word_matches(
     order. A word typed with diacritics must match them exactly."""
     pattern, rules = _matcher(words, stop_words)
     found: list[tuple[int, int, str, bool]] = []
-    for match in pattern.finditer(key_text):
-        key = match.group()
-        start, end = match.span()
-        as_word, as_stop = rules[key]
-        surface = text[start:end].lower() if (as_word or as_stop) else ""
-        if as_word is None or (as_word is not _ABSENT and surface == as_word):
-            found.append((start, end, key, True))
-        elif as_stop is None or (as_stop is not _ABSENT and surface == as_stop):
-            found.append((start, end, key, False))
+    for start, end, key in _key_occurrences(key_text, pattern, rules):
+        exact, verdict = rules[key]
+        if exact is not None:
+            verdict = exact.get(text[start:end].lower(), verdict)
+        if verdict is not None:
+            found.append((start, end, key, verdict))
     return found
+
+
+# Marks that stick to words (a space-separated token is mostly a word with these around it).
+_PUNCTUATION = ",.;:!?()[]{}\"'“”‘’«»…"
+
+
+def _key_occurrences(key_text: str, pattern: re.Pattern[str], keys: dict[str, _Rule]) -> list[_Match]:
+    """(start, end, key) of each whole word of `key_text` that is one of `keys`, in order: what
+    `pattern` finds, faster (a page of hits makes ten snippets). A key is all word characters, so a
+    space-separated token equal to one is that word; a token with punctuation around a word is
+    looked up without it; only the rest (inner hyphens, slashes) goes to the pattern."""
+    occurrences: list[_Match] = []
+    if not keys:  # the pattern of no keys would match the empty string
+        return occurrences
+    start = 0
+    for token in key_text.split(" "):
+        if token in keys:
+            occurrences.append((start, start + len(token), token))
+        elif token and not token.isalnum():
+            core = token.strip(_PUNCTUATION)
+            if core.isalnum():
+                if core in keys:
+                    lead = start + len(token) - len(token.lstrip(_PUNCTUATION))
+                    occurrences.append((lead, lead + len(core), core))
+            elif core:
+                occurrences.extend(
+                    (m.start(), m.end(), m.group())
+                    for m in pattern.finditer(key_text, start, start + len(token))
+                )
+        start += len(token) + 1
+    return occurrences
 
 
 def _non_overlapping(found: list[_T]) -> list[_T]:
@@ -205,7 +246,7 @@ def make_snippet(text: str, query: str, *, max_chars: int = 320) -> tuple[str, l
     """Snippet of at most `max_chars` (+ `…` at cut ends) and highlight `[start, end)` offsets in it."""
     if max_chars < 1:
         raise ValueError("max_chars must be positive")
-    flat = " ".join(nfc(text).split())
+    flat = single_spaced(nfc(text))
     matches = _find_matches(flat, query)
     window = _best_start(flat, matches, max_chars) if matches else 0
     following = [m[0] for m in matches if m[0] >= window]

@@ -286,6 +286,28 @@ def test_postgres_claims_skip_locked_rows(database_url: str, sessions: sessionma
     assert lease is not None and lease.job_id == first
 
 
+def test_an_idle_poll_does_not_wait_for_a_writer(database_url: str, sessions: sessionmaker[Session]) -> None:
+    # A worker with nothing to do asks every second; it must not queue behind (nor hold) the write
+    # lock that ingestion and every audited request take.
+    finished = submit(sessions, 1)
+    lease = jobs.claim(sessions, "w", lease_s=30)
+    assert lease is not None and lease.job_id == finished
+    finish_all_files(sessions, lease)
+    holder = sessions()
+    try:  # a writer in the middle of its transaction
+        if database_url.startswith("postgresql"):
+            holder.execute(text("LOCK TABLE jobs IN EXCLUSIVE MODE"))  # blocks UPDATE and FOR UPDATE
+        else:
+            holder.connection().exec_driver_sql("BEGIN IMMEDIATE")
+            holder.execute(text("UPDATE jobs SET priority = priority"))
+        started = time.monotonic()
+        assert jobs.claim(sessions, "w", lease_s=30) is None
+        assert time.monotonic() - started < 5  # the busy timeout is 30 s
+    finally:
+        holder.rollback()
+        holder.close()
+
+
 def test_job_view_hides_files_above_an_admins_clearance(sessions: sessionmaker[Session]) -> None:
     from kms.config import Settings, load_classification
 

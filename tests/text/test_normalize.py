@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kms.text.normalize import clean_text, fold, has_diacritics, nfc, search_key
+from kms.text.normalize import _search_char, clean_text, fold, has_diacritics, nfc, search_key, single_spaced
 
 VIETNAMESE = "aăâbcdđeêghiklmnoôơpqrstuưvxyàằầèềìòồờùừỳáắấéếíóốớúứýảẳẩẻểỉỏổởủửỷãẵẫẽễĩõỗỡũữỹạặậẹệịọộợụựỵ"
 vietnamese_text = st.text(alphabet=VIETNAMESE + VIETNAMESE.upper() + " .,\n\t0123456789/-", max_size=200)
@@ -130,3 +130,35 @@ def test_search_key_is_folded_lowercase() -> None:
 @given(st.text(max_size=200))
 def test_search_key_aligns_with_nfc_text(text: str) -> None:
     assert len(search_key(text)) == len(nfc(text))
+
+
+def _search_key_reference(text: str) -> str:
+    return "".join(_search_char(ch) for ch in nfc(text))
+
+
+@given(st.text(max_size=300))
+def test_search_key_is_the_search_form_of_each_character(text: str) -> None:
+    # Short and long texts take different paths (`str.translate`, an array of code points).
+    assert search_key(text) == _search_key_reference(text)
+    assert search_key(text * 5) == _search_key_reference(text * 5)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Nghị quyết số 292/NQ-CP về chuyển đổi số quốc gia, ĐẠI SỨ QUÁN tại Tokyo. " * 3,
+        "Giá 100€ cho hộ chiếu điện tử — thủ tục lãnh sự ở nước ngoài. " * 3,  # beyond the table
+        "ĐIỆN MẬT " * 10 + "\ud800",  # a lone surrogate
+        "x" * 63,
+        "x" * 64,
+    ],
+)
+def test_search_key_of_long_texts(text: str) -> None:
+    assert search_key(text) == _search_key_reference(text)
+
+
+@given(
+    st.text(alphabet=st.sampled_from(["a", "ă", " ", "\n", "\t", "\xa0", "\u2028", "\x1c", ","]), max_size=60)
+)
+def test_single_spaced_is_split_and_join(text: str) -> None:
+    assert single_spaced(text) == " ".join(text.split())

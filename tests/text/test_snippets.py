@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kms.text.normalize import nfc
+from kms.text import snippets
+from kms.text.normalize import nfc, search_key
 from kms.text.snippets import make_snippet
 
 FILLER = "Các cơ quan đại diện ở nước ngoài tăng cường công tác thông tin đối ngoại. " * 6
@@ -155,3 +156,44 @@ def test_ranges_are_ordered_disjoint_and_inside_snippet(text: str, query: str, m
     assert all(0 <= start < end <= len(snippet) for start, end in ranges)
     assert all(prev[1] < cur[0] for prev, cur in pairwise(ranges))
     assert all(snippet[start:end].strip() == snippet[start:end] for start, end in ranges)
+
+
+def test_highlighted_word_may_sit_between_punctuation() -> None:
+    text = "Về thủ tục (lãnh sự), “hộ chiếu”; cấp lại hộ-chiếu…"
+    assert highlighted(text, "lãnh sự hộ chiếu") == ["lãnh sự", "hộ chiếu", "hộ", "chiếu"]
+
+
+PIECES = [
+    *VOCAB,
+    "bao",
+    "Lãnh",
+    "sự,",
+    "(sự)",
+    "“dân”",
+    "hộ-chiếu",
+    "x_y",
+    "ﬁ",
+    "İ",
+    "²",
+    "€",
+    "…",
+    "_",
+    "-",
+    "",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(PIECES), st.sampled_from([" ", " ", ",", "-", "/", "."])), max_size=40
+    ),
+    st.lists(st.sampled_from([*VOCAB, "bao", "ho", "cong", "dan", "su", "chiếu"]), max_size=6),
+)
+def test_key_occurrences_are_what_the_pattern_finds(pieces: list[tuple[str, str]], query: list[str]) -> None:
+    # The token lookup is a faster way to the whole-word matches of the query's keys.
+    key_text = search_key(" ".join(piece + sep for piece, sep in pieces))
+    words, stop_words, _ = snippets._query_terms(" ".join(query))
+    pattern, rules = snippets._matcher(words, stop_words)
+    expected = [(m.start(), m.end(), m.group()) for m in pattern.finditer(key_text)] if rules else []
+    assert snippets._key_occurrences(key_text, pattern, rules) == expected
