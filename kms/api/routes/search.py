@@ -4,18 +4,28 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from kms.api.deps import AuditDep, SearchDep, SearchPrincipal, ServicesDep
+from kms.api.deps import AuditDep, RequestAudit, SearchDep, SearchPrincipal, ServicesDep
+from kms.api.offload import in_thread
 from kms.api.routes.federation import FederatedSearchOut, federated_out
 from kms.api.schemas import SearchIn, SearchOut, search_out_json
+from kms.domain import Principal
 from kms.network.runtime import federator_for
+from kms.search import SearchService
+from kms.services import Services
 
 router = APIRouter(prefix="/api/v1", tags=["search"])
 _MISSION = "At a mission the body is FederatedSearchOut: `origin` on each hit and `hq_reachable`."
 
 
 @router.post("/search", response_model=None, responses={200: {"model": SearchOut, "description": _MISSION}})
-def search(
+async def search(
     body: SearchIn, principal: SearchPrincipal, service: SearchDep, audit: AuditDep, services: ServicesDep
+) -> Response | FederatedSearchOut:
+    return await in_thread(_search, body, principal, service, audit, services)
+
+
+def _search(
+    body: SearchIn, principal: Principal, service: SearchService, audit: RequestAudit, services: Services
 ) -> Response | FederatedSearchOut:
     federation = federator_for(services)  # a mission serving with HQ configured; None elsewhere
     federated = federation.search(principal, body.to_domain(), service.search) if federation else None
