@@ -164,13 +164,16 @@ def _with_linked_stop_words(text: str, tagged: list[tuple[int, int, str, bool]])
     kept: list[_Match] = []
     run: list[_Match] = []
     run_is_strong = False
+    run_end = -1
     for start, end, key, strong in tagged:
-        if run and text[run[-1][1] : start].strip():
+        # One space apart (single-spaced text, the usual case) needs no look at what lies between.
+        if run and not (start == run_end + 1 and text[run_end] == " ") and text[run_end:start].strip():
             if run_is_strong:
                 kept.extend(run)
             run, run_is_strong = [], False
         run.append((start, end, key))
         run_is_strong = run_is_strong or strong
+        run_end = end
     if run_is_strong:
         kept.extend(run)
     return kept
@@ -199,13 +202,15 @@ def _best_start(text: str, matches: list[_Match], max_chars: int) -> int:
     Each match proposes a window starting a little before it; windows only move right, so one pass
     keeps the matches inside the current window and a count of their terms."""
     lead = min(_LEAD_CHARS, max_chars // 4)
-    best, best_score = 0, (-1, -1)
+    last_start = len(text) - max_chars
+    best, best_terms, best_count = 0, -1, -1
     terms: dict[str, int] = {}
     first = end = 0  # matches[first:end] lie inside the current window
     for match in matches:
-        start = max(0, min(match[0] - lead, len(text) - max_chars))
+        start = max(0, min(match[0] - lead, last_start))
         while end < len(matches) and matches[end][1] <= start + max_chars:
-            terms[matches[end][2]] = terms.get(matches[end][2], 0) + 1
+            term = matches[end][2]
+            terms[term] = terms.get(term, 0) + 1
             end += 1
         while first < end and matches[first][0] < start:
             term = matches[first][2]
@@ -213,9 +218,9 @@ def _best_start(text: str, matches: list[_Match], max_chars: int) -> int:
             if not terms[term]:
                 del terms[term]
             first += 1
-        score = (len(terms), end - first)
-        if score > best_score:
-            best, best_score = start, score
+        distinct, count = len(terms), end - first
+        if distinct > best_terms or (distinct == best_terms and count > best_count):
+            best, best_terms, best_count = start, distinct, count
     return best
 
 
