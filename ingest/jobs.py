@@ -207,7 +207,7 @@ def _claimable(now: float, table: Any = JobRow) -> ColumnElement[bool]:
 
 def _any_claimable(sessions: sessionmaker[Session], now: float) -> bool:
     """Whether a claim could succeed: an idle worker asks every `worker_poll_s`, and this read costs
-    a sixth of a claim attempt (which writes, so takes SQLite's write lock, and then rolls back), all
+    a fifth of a claim attempt (which writes, so takes SQLite's write lock, and then rolls back), all
     of it holding the GIL beside the searches of `kms serve`. A job queued just after is seen by
     the next poll."""
     with sessions() as session:
