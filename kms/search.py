@@ -70,7 +70,7 @@ class QueryPlan:
 def quoted_phrases(text: str) -> tuple[str, ...]:
     """The phrases a query puts in quotes, as `search_key`s (matching ignores case and diacritics)."""
     found = (next(g for g in m.groups() if g is not None) for m in _QUOTED.finditer(text))
-    keys = (" ".join(search_key(phrase).split()) for phrase in found)
+    keys = (single_spaced(search_key(phrase)) for phrase in found)
     return tuple(dict.fromkeys(key for key in keys if key))
 
 

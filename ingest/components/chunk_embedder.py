@@ -9,10 +9,7 @@ from haystack import Document, component
 
 from kms.embedding import Embedder, create_embedder
 from kms.index.sparse import encode_passage
-
-
-def _flat(text: str) -> str:
-    return " ".join(text.split())
+from kms.text.normalize import single_spaced
 
 
 def passage_text(document: Document) -> str:
@@ -23,9 +20,9 @@ def passage_text(document: Document) -> str:
     """
     meta = document.meta
     content = document.content or ""
-    opening = _flat(content[:1000])
+    opening = single_spaced(content[:1000])
     context = [str(meta.get("title") or ""), str(meta.get("heading") or "")]
-    parts = [p for p in context if p and not opening.startswith(_flat(p).removesuffix("…"))]
+    parts = [p for p in context if p and not opening.startswith(single_spaced(p).removesuffix("…"))]
     return "\n".join(p for p in [*parts, content] if p)
 
 
