@@ -238,8 +238,14 @@ class SearchService:
             return []
         if len(prefetch) == 1:
             only = prefetch[0]
-            points = store.query(
-                query=only.query, using=str(only.using), query_filter=query_filter, limit=limit, fields=fields
+            points = _best_first(
+                store.query(
+                    query=only.query,
+                    using=str(only.using),
+                    query_filter=query_filter,
+                    limit=limit,
+                    fields=fields,
+                )
             )
             # Raw sparse scores carry collection-wide IDF, i.e. statistics of documents the caller
             # may not read: return rank-based scores instead (fused scores are already normalised).
@@ -248,14 +254,16 @@ class SearchService:
             return points
         if FUSION == "dbsf":  # no weights in DBSF: a retriever weighted n is sent n times
             prefetch = [p for p, w in zip(prefetch, weights, strict=True) for _ in range(max(1, round(w)))]
-        return store.fused_query(
-            prefetch=prefetch,
-            weights=weights,
-            k_rrf=RRF_K,
-            query_filter=query_filter,
-            limit=limit,
-            fusion=FUSION,
-            fields=fields,
+        return _best_first(
+            store.fused_query(
+                prefetch=prefetch,
+                weights=weights,
+                k_rrf=RRF_K,
+                query_filter=query_filter,
+                limit=limit,
+                fusion=FUSION,
+                fields=fields,
+            )
         )
 
     def _exact_number_matches(
@@ -311,8 +319,10 @@ class SearchService:
             raise NotFound()
         exclude = models.FieldCondition(key="doc_id", match=models.MatchValue(value=doc_id))
         query_filter = models.Filter(must=[access_filter] if access_filter else None, must_not=[exclude])
-        points = self.services.store.recommend(
-            positive=[str(c.id) for c in chunks[:8]], query_filter=query_filter, limit=max(50, k * 6)
+        points = _best_first(
+            self.services.store.recommend(
+                positive=[str(c.id) for c in chunks[:8]], query_filter=query_filter, limit=max(50, k * 6)
+            )
         )
         groups = _group_by_document(points)[:k]
         return [
@@ -350,6 +360,14 @@ class _Stopwatch:
 
 def _sparse(vector: SparseVec) -> models.SparseVector:
     return models.SparseVector(indices=vector.indices, values=vector.values)
+
+
+def _best_first(points: list[models.ScoredPoint]) -> list[models.ScoredPoint]:
+    """Best score first, equal scores in chunk-id order. The engine's fusion returns equal scores in
+    no fixed order (from one call to the next), and copies of one text (a circular sent to every
+    mission) score exactly alike: without a fixed order the same search would rank them differently
+    and a reader paging through them would see one twice and miss another."""
+    return sorted(points, key=lambda point: (-point.score, str(point.id)))
 
 
 def _group_by_document(points: list[models.ScoredPoint]) -> list[tuple[models.ScoredPoint, float]]:
