@@ -275,6 +275,7 @@ def warm_up_workload(warm_texts: list[str], count: int) -> list[tuple[str, tuple
 
 def measure_direct(settings: Settings, texts: list[str], warm_texts: list[str], count: int) -> dict[str, Any]:
     services = Services.open(settings)
+    services.store.wait_warm(600)  # as `kms serve` does before serving (kms/index/preload.py)
     service = SearchService(services)
     by_user = {u: Principal(user_id=u, clearance=c, unit=n, groups=g) for u, c, n, g in PRINCIPALS}
     results: dict[str, Any] = {}

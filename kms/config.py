@@ -52,7 +52,12 @@ class Settings(BaseSettings):
     # `index` (+ every other store call) and the whole `search`, in ms. Off by default;
     # benchmarks/scale.py turns it on to measure the API's overhead on the very same requests.
     server_timing: bool = False
-    warm_up_s: float = Field(default=5.0, ge=0)  # `kms serve`: searches run before serving (kms/warmup.py)
+    # `kms serve`, before serving: wait for the index's files to be read in, then run a few searches
+    # of each mode, within this many seconds in all (kms/warmup.py).
+    warm_up_s: float = Field(default=30.0, ge=0)
+    # Edge backend, `kms serve`: read the files searches use into the page cache at start-up and
+    # after each optimization swap (kms/index/preload.py); the engine drops them when a shard closes.
+    preload_index: bool = True
     # Ingestion jobs (issue #6): uploads, the durable queue and its workers, OCR, logs.
     max_upload_request_bytes: int = Field(default=200 * 2**20, ge=1)  # one POST /ingest, all files
     max_upload_files: int = Field(default=100, ge=1, le=10_000)  # files in one POST /ingest

@@ -2,10 +2,11 @@
 
 A freshly opened index answers its first queries slowly: memory-mapped vectors and posting lists are
 read from disk on first touch, and the embedder, the engine and the allocator start cold (at 1M chunks
-the first hundred queries had p95 116 ms, later ones 51 ms). A few searches of each mode, within a
-time budget, take that cost before users do. Their results go nowhere and nothing is audited: no one
-asked. They run as a reader with the highest clearance and no groups, so they take the same filtered
-path as users' searches.
+the first hundred queries had p95 116 ms, later ones 51 ms). Within a time budget, `warm_up` first
+waits for the store to read its files in (the edge backend's preload, kms/index/preload.py), then
+runs a few searches of each mode, so users pay neither. The searches' results go nowhere and nothing
+is audited: no one asked. They run as a reader with the highest clearance and no groups, so they take
+the same filtered path as users' searches.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def warm_up(service: SearchService, budget_s: float) -> int:
     levels = service.services.classification.levels
     principal = Principal(user_id="kms:warm-up", clearance=levels[-1].id, unit="")
     started = time.monotonic()
+    if not service.services.store.wait_warm(budget_s):
+        log.info("warm-up: the index was still being read in after %.1f s", budget_s)
     done = 0
     for text, mode in itertools.product(QUERIES, MODES):
         service.search(principal, SearchQuery(query=text, mode=mode, k=10))

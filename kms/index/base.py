@@ -88,6 +88,12 @@ class ChunkStore(abc.ABC):
     def drop_collection(self, collection: str) -> None:
         """Delete a collection unless it is the live one."""
 
+    def wait_warm(self, timeout: float) -> bool:
+        """Have the live index read into memory (a server calls this; one-shot commands need not),
+        waiting up to `timeout` s; True once it is, or when there is nothing to read in (only the
+        edge backend preloads: kms/index/preload.py)."""
+        return True
+
     def other_collections(self) -> list[str]:
         active = self.active_collection()
         return [name for name in self.collections() if name != active]

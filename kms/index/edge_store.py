@@ -55,6 +55,7 @@ from kms.index.base import (
     payload_selector,
     version_condition,
 )
+from kms.index.preload import PageCacheWarmer, searched_files
 
 log = logging.getLogger(__name__)
 
@@ -267,13 +268,15 @@ class _Optimization:
     process: subprocess.Popen[str] | None = None
     changed: bool = False
     error: str | None = None
+    warmer: PageCacheWarmer | None = None  # reading the new generation in before the swap
 
 
 class _Collection:
     """One collection: its live shard generation, a write lock, and background optimization."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, preload: Sequence[str] = ()) -> None:
         self.path = path
+        self._preload = tuple(preload)  # folder names of what searches read, most useful first
         self.meta: dict[str, Any] = json.loads((path / "meta.json").read_text(encoding="utf-8"))
         number = int(self.meta["generation"])
         for stale in path.glob("g*"):  # an optimization that did not finish before a crash
@@ -287,6 +290,20 @@ class _Collection:
         self._optimization: _Optimization | None = None
         self.writes_since_optimize = 0
         self.closed = False
+        self.warmer: PageCacheWarmer | None = None  # once a server asks for a warm index
+
+    def warm(self) -> PageCacheWarmer | None:
+        """Read the live generation's searched files into the page cache (once; kms/index/preload.py);
+        every generation an optimization swaps in after this is read in before the swap."""
+        with self._state:
+            if self.warmer is None:
+                self.warmer = self._warm(self._gen.path)
+            return self.warmer
+
+    def _warm(self, generation: Path) -> PageCacheWarmer | None:
+        if not self._preload:
+            return None
+        return PageCacheWarmer(searched_files(generation, self._preload), name=self.path.name)
 
     @contextmanager
     def shard(self) -> Iterator[qe.EdgeShard]:
@@ -352,6 +369,11 @@ class _Collection:
                 raise KmsError(err.strip()[-2000:] or f"exit status {job.process.returncode}")
             job.changed = out.strip().endswith("1")
             fresh = qe.EdgeShard.load(str(target))
+            # The child's close dropped the new files from the page cache: read them in before the
+            # swap, so searches do not meet a cold index after every optimization.
+            warmer = job.warmer = self._warm(target) if self.warmer is not None else None
+            if warmer is not None:
+                warmer.done.wait()
             with self._write:
                 journal, self._journal = self._journal or [], None
                 for operation in journal:
@@ -362,7 +384,10 @@ class _Collection:
                 _write_json(self.path / "meta.json", self.meta)
                 with self._state:
                     old, self._gen = self._gen, _Generation(current.number + 1, target, fresh)
+                    old_warmer, self.warmer = self.warmer, warmer
                 target = None
+            if old_warmer is not None:
+                old_warmer.stop()
             log.info("optimized %s (generation %d)", self.path.name, current.number + 1)
             self._retire(old)
         except Exception as exc:
@@ -386,7 +411,11 @@ class _Collection:
         if job is not None and not job.done.is_set():
             if job.process is not None and job.process.poll() is None:
                 job.process.terminate()
+            if job.warmer is not None:
+                job.warmer.stop()
             job.done.wait()
+        if self.warmer is not None:
+            self.warmer.stop()
         with self._write, self._state:
             if self.closed:
                 return
@@ -403,9 +432,30 @@ class EdgeChunkStore(ChunkStore):
 
     backend = "edge"
 
-    def __init__(self, root: Path, layout: CollectionLayout, *, auto_optimize: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        layout: CollectionLayout,
+        *,
+        auto_optimize: int | None = None,
+        preload: bool = True,
+    ) -> None:
         super().__init__(layout)
         self.root = root
+        # What a search reads, most useful first: the float vectors it rescores, the candidates'
+        # payloads, the HNSW graph, the posting lists, the payload indexes (not the stored sparse
+        # vectors, which only `with_vectors` reads return).
+        self._preload: tuple[str, ...] = (
+            (
+                f"vector_storage-{layout.dense_name}",
+                "payload_storage",
+                f"vector_index-{layout.dense_name}",
+                *(f"vector_index-{name}" for name in layout.sparse),
+                "payload_index",
+            )
+            if preload
+            else ()
+        )
         (root / "collections").mkdir(parents=True, exist_ok=True, mode=0o700)
         self._lock_fd: int | None = _acquire_lock(root / ".lock")
         self._auto_optimize = auto_optimize
@@ -440,12 +490,18 @@ class EdgeChunkStore(ChunkStore):
             if opened is None:
                 if not (self._dir(name) / "meta.json").exists():
                     raise KmsError(f"no collection {name!r}")
-                opened = self._open[name] = _Collection(self._dir(name))
+                opened = self._open[name] = _Collection(self._dir(name), self._preload)
                 self._maybe_optimize(opened, opened_now=True)
             return opened
 
     def active_collection(self) -> str | None:
         return self._active
+
+    def wait_warm(self, timeout: float) -> bool:
+        if self._active is None:
+            return True
+        warmer = self._collection().warm()
+        return warmer is None or warmer.wait(timeout)
 
     def collections(self) -> list[str]:
         base = self.root / "collections"

@@ -27,5 +27,7 @@ def open_store(
         from kms.index.edge_store import EdgeChunkStore
 
         settings.ensure_data_dir()
-        return EdgeChunkStore(settings.edge_path, layout, auto_optimize=auto_optimize)
+        return EdgeChunkStore(
+            settings.edge_path, layout, auto_optimize=auto_optimize, preload=settings.preload_index
+        )
     return QdrantChunkStore(open_client(settings), layout, embedded=backend == "local")
