@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -166,10 +167,57 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class MemoryCgroup:
+    """A child of this process's memory cgroup with a memory limit, for a server to run in: cgroup v2
+    (`memory.max`) or v1's memory controller (`memory.limit_in_bytes`). Page cache counts against
+    the limit, so what runs in it fits in that much memory, not only in that much RSS. Needs write
+    access to the cgroup tree (root, or a delegated subtree); `create` says why when it cannot."""
+
+    def __init__(self, path: Path, version: int) -> None:
+        self.path, self.version = path, version
+
+    @classmethod
+    def create(cls, limit_bytes: int) -> MemoryCgroup:
+        for line in Path("/proc/self/cgroup").read_text(encoding="ascii").splitlines():
+            _, controllers, own = line.split(":", 2)
+            if "memory" in controllers.split(","):
+                version, base, limit_file = 1, Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"
+            elif controllers == "" and Path("/sys/fs/cgroup/cgroup.controllers").exists():
+                version, base, limit_file = 2, Path("/sys/fs/cgroup"), "memory.max"
+            else:
+                continue
+            path = base / own.lstrip("/") / f"kms-bench-{os.getpid()}"
+            try:
+                path.mkdir()
+                (path / limit_file).write_text(str(limit_bytes), encoding="ascii")
+            except OSError as exc:
+                raise SystemExit(f"cannot create a memory cgroup at {path}: {exc}") from exc
+            return cls(path, version)
+        raise SystemExit("no memory cgroup controller found in /proc/self/cgroup")
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """`argv` run inside this cgroup (the shell joins it, then becomes the program)."""
+        procs = self.path / "cgroup.procs"
+        return ["/bin/sh", "-c", f'echo $$ > "{procs}" && exec "$@"', "sh", *argv]
+
+    def peak_mb(self) -> float:
+        name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
+        try:
+            return round(int((self.path / name).read_text(encoding="ascii")) / 2**20, 1)
+        except (OSError, ValueError):
+            return -1.0
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):  # only once its processes are gone
+            self.path.rmdir()
+
+
 @contextmanager
-def kms_server(data_dir: Path, env: dict[str, str | None] | None = None) -> Iterator[tuple[str, int]]:
+def kms_server(
+    data_dir: Path, env: dict[str, str | None] | None = None, *, cgroup: MemoryCgroup | None = None
+) -> Iterator[tuple[str, int]]:
     """`kms serve` on a free loopback port, once `/healthz` answers: (base URL, pid); stopped on exit.
-    `env` adds variables (None removes one)."""
+    `env` adds variables (None removes one); `cgroup`: run it in that memory cgroup."""
     port = free_port()
     environment = {**os.environ, "KMS_DATA_DIR": str(data_dir), "KMS_LOG_LEVEL": "WARNING"}
     for name, value in (env or {}).items():
@@ -177,8 +225,9 @@ def kms_server(data_dir: Path, env: dict[str, str | None] | None = None) -> Iter
             environment.pop(name, None)
         else:
             environment[name] = value
+    argv = [sys.executable, "-m", "kms.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)]
     server = subprocess.Popen(
-        [sys.executable, "-m", "kms.cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cgroup.command(argv) if cgroup is not None else argv,
         env=environment,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

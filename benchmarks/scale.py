@@ -43,6 +43,7 @@ os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 from benchmarks.common import (
     SHARED_EVAL,
     LoopbackClient,
+    MemoryCgroup,
     beir_documents,
     create_users_with_keys,
     emit,
@@ -82,6 +83,21 @@ def log(message: str) -> None:
 
 def rss_mb(pid: int | None = None) -> float:
     return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
+
+
+def rss_parts_mb(pid: int | None = None) -> dict[str, float]:
+    """RSS split (Linux): anonymous memory, and pages of memory-mapped index files, which are page
+    cache the kernel reclaims under memory pressure and which grow as searches touch more of them."""
+    parts: dict[str, float] = {}
+    try:
+        with open(f"/proc/{pid or os.getpid()}/status", encoding="ascii") as status:
+            for line in status:
+                name, _, value = line.partition(":")
+                if name in ("RssAnon", "RssFile", "RssShmem"):
+                    parts[f"{name[3:].lower()}_mb"] = round(int(value.split()[0]) / 1024, 1)
+    except OSError:
+        pass
+    return parts
 
 
 def disk_mb(path: Path) -> float:
@@ -314,17 +330,44 @@ def measure_direct(settings: Settings, texts: list[str], warm_texts: list[str], 
         samples.append((time.perf_counter() - started) * 1000)
     results["embed_only/c1"] = percentiles(samples)
     results["rss_mb"] = rss_mb()
+    results["rss_parts"] = rss_parts_mb()
     services.close()
     return results
 
 
 def measure_http(
-    backend: str, data_dir: Path, texts: list[str], warm_texts: list[str], count: int
+    backend: str,
+    data_dir: Path,
+    texts: list[str],
+    warm_texts: list[str],
+    count: int,
+    memory_limit_mb: int = 0,
 ) -> dict[str, Any]:
     keys = json.loads((data_dir / "keys.json").read_text())
     results: dict[str, Any] = {}
     env = {"KMS_STORE": backend, "KMS_QDRANT_URL": None, "KMS_SERVER_TIMING": "true"}
-    with kms_server(data_dir, env) as (base, pid):
+    cgroup = MemoryCgroup.create(memory_limit_mb * 2**20) if memory_limit_mb else None
+    try:
+        _measure_http(results, data_dir, env, cgroup, keys, texts, warm_texts, count)
+    finally:
+        if cgroup is not None:
+            results["memory_limit_mb"] = memory_limit_mb
+            results["cgroup_peak_mb"] = cgroup.peak_mb()  # anonymous memory + page cache
+            cgroup.remove()
+    return results
+
+
+def _measure_http(
+    results: dict[str, Any],
+    data_dir: Path,
+    env: dict[str, str | None],
+    cgroup: MemoryCgroup | None,
+    keys: dict[str, str],
+    texts: list[str],
+    warm_texts: list[str],
+    count: int,
+) -> None:
+    with kms_server(data_dir, env, cgroup=cgroup) as (base, pid):
         client = LoopbackClient(base)
         # The server's own timings of each request (Server-Timing): the embedding + candidate query,
         # the embedding + every store call (+ the page's payloads), and the whole search.
@@ -366,7 +409,7 @@ def measure_http(
                         cell[f"over_server_{name}_p50"] = round(cell["p50_ms"] / inside["p50_ms"], 3)
                         cell[f"over_server_{name}_p95"] = round(cell["p95_ms"] / inside["p95_ms"], 3)
         results["server_rss_mb"] = peak
-    return results
+        results["server_rss_parts"] = rss_parts_mb(pid)  # at the end of the run
 
 
 def server_timing(header: str) -> dict[str, float]:
@@ -461,6 +504,12 @@ def main() -> None:
     )
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument(
+        "--memory-limit-mb",
+        type=int,
+        default=0,
+        help="run the server in a memory cgroup with this limit (page cache included; needs root)",
+    )
+    parser.add_argument(
         "--build-only", action="store_true", help="build (and cache) the indexes, measure nothing"
     )
     args = parser.parse_args()
@@ -505,7 +554,7 @@ def main() -> None:
                 http = (
                     {}
                     if args.no_http or variant != "default"
-                    else measure_http(backend, data_dir, queries, warm_queries, count)
+                    else measure_http(backend, data_dir, queries, warm_queries, count, args.memory_limit_mb)
                 )
                 disk = disk_mb(store_dir)
                 result = {

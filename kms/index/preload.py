@@ -37,6 +37,52 @@ def _available_memory() -> int | None:
     return None
 
 
+def _cgroup_headroom() -> int | None:
+    """What the memory limits of this process's cgroup and its ancestors leave (cgroup v2 or v1's
+    memory controller; page cache counts against them), None without a limit."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text(encoding="ascii").splitlines()
+    except OSError:
+        return None
+    headroom: int | None = None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":
+            base, limit_file, usage_file = Path("/sys/fs/cgroup"), "memory.max", "memory.current"
+        elif "memory" in controllers.split(","):
+            base, limit_file, usage_file = (
+                Path("/sys/fs/cgroup/memory"),
+                "memory.limit_in_bytes",
+                "memory.usage_in_bytes",
+            )
+        else:
+            continue
+        folder = base / path.lstrip("/")
+        for level in (folder, *folder.parents):
+            if not level.is_relative_to(base):
+                break
+            left = _left_under(level / limit_file, level / usage_file)
+            if left is not None:
+                headroom = left if headroom is None else min(headroom, left)
+    return headroom
+
+
+def _left_under(limit_file: Path, usage_file: Path) -> int | None:
+    try:
+        limit_text = limit_file.read_text(encoding="ascii").strip()
+        if limit_text == "max" or int(limit_text) >= 2**60:  # no limit (v1 writes a huge number)
+            return None
+        return max(0, int(limit_text) - int(usage_file.read_text(encoding="ascii").strip()))
+    except (OSError, ValueError):
+        return None
+
+
+def memory_budget() -> int | None:
+    """Half of what this process may still fill: available memory, or less under a cgroup limit."""
+    known = [value for value in (_available_memory(), _cgroup_headroom()) if value is not None]
+    return min(known) // 2 if known else None
+
+
 def read_into_cache(path: Path, stop: threading.Event | None = None) -> int:
     """Read `path` once so its pages are in the page cache; the bytes read (0 if it is gone)."""
     try:
@@ -75,8 +121,10 @@ def _read_through(fd: int, offset: int, size: int, stop: threading.Event | None)
 
 
 class PageCacheWarmer:
-    """Reads `files` (most useful first) into the page cache on a daemon thread; skips the rest once
-    they would take more than half of the memory available when it starts."""
+    """Reads `files` (most useful first) into the page cache on a daemon thread, each if it fits in
+    `memory_budget()` taken when it starts: reading more than fits would only push out what it read
+    first (measured at 1M chunks under a 4 GiB cgroup limit: hybrid p95 103 ms without a preload,
+    125 ms with an unbounded one)."""
 
     def __init__(self, files: Sequence[Path], *, name: str) -> None:
         self.files = list(files)
@@ -88,17 +136,21 @@ class PageCacheWarmer:
 
     def _run(self) -> None:
         try:
-            budget = _available_memory()
-            budget = budget // 2 if budget is not None else None
+            budget, skipped = memory_budget(), 0
             for path in self.files:
                 if self._stop.is_set():
                     return
                 size = _size(path)
                 if budget is not None and self.bytes_read + size > budget:
-                    log.info("page cache preload: skipped the rest (%.0f MB read)", self.bytes_read / 2**20)
-                    return
+                    skipped += size
+                    continue
                 self.bytes_read += read_into_cache(path, self._stop)
-            log.debug("page cache preload: %.0f MB read", self.bytes_read / 2**20)
+            log.info(
+                "page cache preload: %.0f MB read, %.0f MB left out (budget %s MB)",
+                self.bytes_read / 2**20,
+                skipped / 2**20,
+                "none" if budget is None else f"{budget / 2**20:.0f}",
+            )
         finally:
             self.done.set()
 

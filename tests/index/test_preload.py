@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from store_scenario import default_layout, random_corpus
 
+from kms.index import preload
 from kms.index.edge_store import EdgeChunkStore
 from kms.index.preload import read_into_cache, searched_files
 
@@ -116,3 +117,36 @@ def test_an_optimized_generation_is_read_in_before_it_is_swapped_in(tmp_path: Pa
         assert _resident(files) >= sum(p.stat().st_size for p in files) * 9 // 10
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(
+    ("limit", "usage", "left"),
+    [("max", "100", None), (str(2**63 - 4096), "100", None), ("1000", "300", 700), ("1000", "1200", 0)],
+)
+def test_headroom_under_a_cgroup_limit_as_v1_and_v2_write_it(
+    tmp_path: Path, limit: str, usage: str, left: int | None
+) -> None:
+    (tmp_path / "limit").write_text(f"{limit}\n")
+    (tmp_path / "usage").write_text(f"{usage}\n")
+    assert preload._left_under(tmp_path / "limit", tmp_path / "usage") == left
+    assert preload._left_under(tmp_path / "absent", tmp_path / "usage") is None
+
+
+def test_the_budget_is_at_most_half_of_the_available_memory() -> None:
+    available = preload._available_memory()
+    budget = preload.memory_budget()
+    if available is None:
+        pytest.skip("no /proc/meminfo on this system")
+    assert budget is not None and 0 <= budget <= available // 2 + 2**20
+
+
+def test_the_warmer_reads_in_priority_order_only_what_fits_its_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = {"first": 600_000, "too-big": 900_000, "small": 300_000, "last": 200_000}
+    for name, size in sizes.items():
+        (tmp_path / name).write_bytes(b"\0" * size)
+    monkeypatch.setattr(preload, "memory_budget", lambda: 1_000_000)
+    warmer = preload.PageCacheWarmer([tmp_path / name for name in sizes], name="test")
+    assert warmer.wait(30)
+    assert warmer.bytes_read == 600_000 + 300_000  # "too-big" and then "last" would not fit
