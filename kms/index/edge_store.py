@@ -601,6 +601,12 @@ class EdgeChunkStore(ChunkStore):
             return name
 
     def swap_alias(self, collection: str) -> None:
+        live = self._open.get(self._active or "")
+        if live is not None and live.warmer is not None and (self._dir(collection) / "meta.json").exists():
+            # a server asked for a warm index: a reindexed collection goes live read in, too
+            warmer = self._collection(collection).warm()
+            if warmer is not None:
+                warmer.done.wait()
         with self._guard:
             if not (self._dir(collection) / "meta.json").exists():
                 raise KmsError(f"no collection {collection!r}")

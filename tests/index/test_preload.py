@@ -150,3 +150,23 @@ def test_the_warmer_reads_in_priority_order_only_what_fits_its_budget(
     warmer = preload.PageCacheWarmer([tmp_path / name for name in sizes], name="test")
     assert warmer.wait(30)
     assert warmer.bytes_read == 600_000 + 300_000  # "too-big" and then "last" would not fit
+
+
+@needs_fincore
+def test_a_reindexed_collection_goes_live_read_in_when_the_server_asked_for_a_warm_index(
+    tmp_path: Path,
+) -> None:
+    store = _filled_store(tmp_path)
+    try:
+        assert store.wait_warm(120)
+        fresh = store.create_collection("test-model", DIM)
+        store.upsert(random_corpus(5, documents=400, dim=DIM).chunks, collection=fresh)
+        store.close()  # drops the files of both from the page cache
+        store = EdgeChunkStore(tmp_path, default_layout(), auto_optimize=0)
+        assert store.wait_warm(120)
+        store.swap_alias(fresh)
+        files = _dense_and_payload_files(store)
+        assert store.active_collection() == fresh
+        assert _resident(files) >= sum(p.stat().st_size for p in files) * 9 // 10
+    finally:
+        store.close()
