@@ -36,13 +36,14 @@ MODES: tuple[SearchMode, ...] = ("hybrid", "dense", "sparse")
 def warm_up(service: SearchService, budget_s: float) -> int:
     """Run searches until every query ran in every mode or `budget_s` is spent (checked after each
     search); the number run."""
+    started = time.monotonic()
+    # Starts the store's read-in even without a budget to wait for it (it goes on in the background).
+    if not service.services.store.wait_warm(budget_s) and budget_s > 0:
+        log.info("warm-up: the index was still being read in after %.1f s", budget_s)
     if budget_s <= 0:
         return 0
     levels = service.services.classification.levels
     principal = Principal(user_id="kms:warm-up", clearance=levels[-1].id, unit="")
-    started = time.monotonic()
-    if not service.services.store.wait_warm(budget_s):
-        log.info("warm-up: the index was still being read in after %.1f s", budget_s)
     done = 0
     for text, mode in itertools.product(QUERIES, MODES):
         service.search(principal, SearchQuery(query=text, mode=mode, k=10))
