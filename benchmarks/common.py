@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from kms.index.preload import MemoryCgroup, memory_cgroup
+
 if TYPE_CHECKING:
     from kms.services import Services
 
@@ -167,33 +169,20 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class MemoryCgroup:
-    """A child of this process's memory cgroup with a memory limit, for a server to run in: cgroup v2
-    (`memory.max`) or v1's memory controller (`memory.limit_in_bytes`). Page cache counts against
-    the limit, so what runs in it fits in that much memory, not only in that much RSS. Needs write
-    access to the cgroup tree (root, or a delegated subtree); `create` says why when it cannot."""
+class LimitedCgroup:
+    """A child of this process's memory cgroup with a memory limit, for a server to run in (cgroup v1's
+    memory controller or v2, as `kms.index.preload.memory_cgroup` finds it). Page cache counts
+    against the limit, so what runs in it fits in that much memory, not only in that much RSS. Needs
+    write access to the cgroup tree (root, or a delegated subtree)."""
 
-    def __init__(self, path: Path, version: int) -> None:
-        self.path, self.version = path, version
-
-    @classmethod
-    def create(cls, limit_bytes: int) -> MemoryCgroup:
-        for line in Path("/proc/self/cgroup").read_text(encoding="ascii").splitlines():
-            _, controllers, own = line.split(":", 2)
-            if "memory" in controllers.split(","):
-                version, base, limit_file = 1, Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"
-            elif controllers == "" and Path("/sys/fs/cgroup/cgroup.controllers").exists():
-                version, base, limit_file = 2, Path("/sys/fs/cgroup"), "memory.max"
-            else:
-                continue
-            path = base / own.lstrip("/") / f"kms-bench-{os.getpid()}"
-            try:
-                path.mkdir()
-                (path / limit_file).write_text(str(limit_bytes), encoding="ascii")
-            except OSError as exc:
-                raise SystemExit(f"cannot create a memory cgroup at {path}: {exc}") from exc
-            return cls(path, version)
-        raise SystemExit("no memory cgroup controller found in /proc/self/cgroup")
+    def __init__(self, parent: MemoryCgroup, limit_bytes: int) -> None:
+        self.parent = parent
+        self.path = parent.folder / f"kms-bench-{os.getpid()}"
+        try:
+            self.path.mkdir()
+            (self.path / parent.limit_file).write_text(str(limit_bytes), encoding="ascii")
+        except OSError as exc:
+            raise SystemExit(f"cannot create a memory cgroup at {self.path}: {exc}") from exc
 
     def command(self, argv: Sequence[str]) -> list[str]:
         """`argv` run inside this cgroup (the shell joins it, then becomes the program)."""
@@ -201,20 +190,32 @@ class MemoryCgroup:
         return ["/bin/sh", "-c", f'echo $$ > "{procs}" && exec "$@"', "sh", *argv]
 
     def peak_mb(self) -> float:
-        name = "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
         try:
-            return round(int((self.path / name).read_text(encoding="ascii")) / 2**20, 1)
+            return round(int((self.path / self.parent.peak_file).read_text(encoding="ascii")) / 2**20, 1)
         except (OSError, ValueError):
             return -1.0
 
-    def remove(self) -> None:
-        with contextlib.suppress(OSError):  # only once its processes are gone
-            self.path.rmdir()
+
+@contextmanager
+def memory_limited(limit_mb: int) -> Iterator[LimitedCgroup | None]:
+    """A `LimitedCgroup` of `limit_mb` (None for 0), removed on exit once its processes are gone."""
+    if not limit_mb:
+        yield None
+        return
+    parent = memory_cgroup()
+    if parent is None:
+        raise SystemExit("no memory cgroup controller found in /proc/self/cgroup")
+    cgroup = LimitedCgroup(parent, limit_mb * 2**20)
+    try:
+        yield cgroup
+    finally:
+        with contextlib.suppress(OSError):
+            cgroup.path.rmdir()
 
 
 @contextmanager
 def kms_server(
-    data_dir: Path, env: dict[str, str | None] | None = None, *, cgroup: MemoryCgroup | None = None
+    data_dir: Path, env: dict[str, str | None] | None = None, *, cgroup: LimitedCgroup | None = None
 ) -> Iterator[tuple[str, int]]:
     """`kms serve` on a free loopback port, once `/healthz` answers: (base URL, pid); stopped on exit.
     `env` adds variables (None removes one); `cgroup`: run it in that memory cgroup."""

@@ -43,11 +43,11 @@ os.environ.setdefault("HAYSTACK_TELEMETRY_ENABLED", "False")
 from benchmarks.common import (
     SHARED_EVAL,
     LoopbackClient,
-    MemoryCgroup,
     beir_documents,
     create_users_with_keys,
     emit,
     kms_server,
+    memory_limited,
     percentiles,
 )
 from kms.config import CollectionLayout, Settings, load_classification, load_collection_layout
@@ -346,28 +346,7 @@ def measure_http(
     keys = json.loads((data_dir / "keys.json").read_text())
     results: dict[str, Any] = {}
     env = {"KMS_STORE": backend, "KMS_QDRANT_URL": None, "KMS_SERVER_TIMING": "true"}
-    cgroup = MemoryCgroup.create(memory_limit_mb * 2**20) if memory_limit_mb else None
-    try:
-        _measure_http(results, data_dir, env, cgroup, keys, texts, warm_texts, count)
-    finally:
-        if cgroup is not None:
-            results["memory_limit_mb"] = memory_limit_mb
-            results["cgroup_peak_mb"] = cgroup.peak_mb()  # anonymous memory + page cache
-            cgroup.remove()
-    return results
-
-
-def _measure_http(
-    results: dict[str, Any],
-    data_dir: Path,
-    env: dict[str, str | None],
-    cgroup: MemoryCgroup | None,
-    keys: dict[str, str],
-    texts: list[str],
-    warm_texts: list[str],
-    count: int,
-) -> None:
-    with kms_server(data_dir, env, cgroup=cgroup) as (base, pid):
+    with memory_limited(memory_limit_mb) as cgroup, kms_server(data_dir, env, cgroup=cgroup) as (base, pid):
         client = LoopbackClient(base)
         # The server's own timings of each request (Server-Timing): the embedding + candidate query,
         # the embedding + every store call (+ the page's payloads), and the whole search.
@@ -410,6 +389,10 @@ def _measure_http(
                         cell[f"over_server_{name}_p95"] = round(cell["p95_ms"] / inside["p95_ms"], 3)
         results["server_rss_mb"] = peak
         results["server_rss_parts"] = rss_parts_mb(pid)  # at the end of the run
+        if cgroup is not None:
+            results["memory_limit_mb"] = memory_limit_mb
+            results["cgroup_peak_mb"] = cgroup.peak_mb()  # anonymous memory + page cache
+    return results
 
 
 def server_timing(header: str) -> dict[str, float]:

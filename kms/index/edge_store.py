@@ -602,8 +602,9 @@ class EdgeChunkStore(ChunkStore):
 
     def swap_alias(self, collection: str) -> None:
         live = self._open.get(self._active or "")
-        if live is not None and live.warmer is not None and (self._dir(collection) / "meta.json").exists():
-            # a server asked for a warm index: a reindexed collection goes live read in, too
+        if live is not None and live.warmer is not None:
+            # a server asked for a warm index: a reindexed collection goes live read in, too (and a
+            # missing one raises here as below)
             warmer = self._collection(collection).warm()
             if warmer is not None:
                 warmer.done.wait()

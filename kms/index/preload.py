@@ -18,6 +18,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -37,33 +38,59 @@ def _available_memory() -> int | None:
     return None
 
 
-def _cgroup_headroom() -> int | None:
-    """What the memory limits of this process's cgroup and its ancestors leave (cgroup v2 or v1's
-    memory controller; page cache counts against them), None without a limit."""
+@dataclass(frozen=True)
+class MemoryCgroup:
+    """This process's memory cgroup: `folder` under the controller's `root`, cgroup v1's memory
+    controller (`version` 1) or the v2 unified tree (2), whose files have other names."""
+
+    root: Path
+    folder: Path
+    version: int
+
+    @property
+    def limit_file(self) -> str:
+        return "memory.limit_in_bytes" if self.version == 1 else "memory.max"
+
+    @property
+    def usage_file(self) -> str:
+        return "memory.usage_in_bytes" if self.version == 1 else "memory.current"
+
+    @property
+    def peak_file(self) -> str:
+        return "memory.max_usage_in_bytes" if self.version == 1 else "memory.peak"
+
+
+def memory_cgroup() -> MemoryCgroup | None:
+    """The memory cgroup this process is in (None where there is none to read)."""
     try:
         lines = Path("/proc/self/cgroup").read_text(encoding="ascii").splitlines()
     except OSError:
         return None
-    headroom: int | None = None
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        if controllers == "":
-            base, limit_file, usage_file = Path("/sys/fs/cgroup"), "memory.max", "memory.current"
-        elif "memory" in controllers.split(","):
-            base, limit_file, usage_file = (
-                Path("/sys/fs/cgroup/memory"),
-                "memory.limit_in_bytes",
-                "memory.usage_in_bytes",
-            )
+        if "memory" in controllers.split(","):
+            root, version = Path("/sys/fs/cgroup/memory"), 1
+        elif controllers == "" and Path("/sys/fs/cgroup/cgroup.controllers").exists():
+            root, version = Path("/sys/fs/cgroup"), 2
         else:
             continue
-        folder = base / path.lstrip("/")
-        for level in (folder, *folder.parents):
-            if not level.is_relative_to(base):
-                break
-            left = _left_under(level / limit_file, level / usage_file)
-            if left is not None:
-                headroom = left if headroom is None else min(headroom, left)
+        return MemoryCgroup(root, root / path.lstrip("/"), version)
+    return None
+
+
+def _cgroup_headroom() -> int | None:
+    """What the memory limits of this process's cgroup and its ancestors leave (page cache counts
+    against them), None without a limit."""
+    cgroup = memory_cgroup()
+    if cgroup is None:
+        return None
+    headroom: int | None = None
+    for level in (cgroup.folder, *cgroup.folder.parents):
+        if not level.is_relative_to(cgroup.root):
+            break
+        left = _left_under(level / cgroup.limit_file, level / cgroup.usage_file)
+        if left is not None:
+            headroom = left if headroom is None else min(headroom, left)
     return headroom
 
 
