@@ -11,7 +11,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from qdrant_client import models
@@ -19,6 +19,7 @@ from qdrant_client import models
 from kms.db.registry import readable_document
 from kms.domain import Principal, SearchFilters, SearchHit, SearchQuery, SearchResult
 from kms.errors import InvalidInput, NotFound
+from kms.index.base import ScoredChunk
 from kms.index.sparse import LEX, LEX_FOLDED, SparseVec, encode_query
 from kms.inflight import SEARCHES
 from kms.rerank import Reranker, create_reranker
@@ -186,21 +187,21 @@ class SearchService:
         return SearchResult(results=hits, total=len(groups), facets=facets, timings=timings)
 
     def _with_payloads(
-        self, groups: list[tuple[models.ScoredPoint, float]], query_filter: models.Filter | None
-    ) -> list[tuple[models.ScoredPoint, float]]:
+        self, groups: list[tuple[ScoredChunk, float]], query_filter: models.Filter | None
+    ) -> list[tuple[ScoredChunk, float]]:
         """The candidates with their whole payloads, read again under the same access filter: a
         chunk whose access changed since the search is dropped, never shown with stale rights."""
         if not groups:
             return groups
-        wanted = models.HasIdCondition(has_id=[str(point.id) for point, _ in groups])
+        wanted = models.HasIdCondition(has_id=[point.id for point, _ in groups])
         payloads = {
-            str(record.id): record.payload
+            str(record.id): record.payload or {}
             for record in self.services.store.scroll(access.combine(query_filter, [wanted]))
         }
         return [
-            (point.model_copy(update={"payload": payloads[str(point.id)]}), score)
+            (replace(point, payload=payloads[point.id]), score)
             for point, score in groups
-            if str(point.id) in payloads
+            if point.id in payloads
         ]
 
     def _access(self, principal: Principal) -> models.Filter | None:
@@ -213,7 +214,7 @@ class SearchService:
         limit: int,
         *,
         fields: Sequence[str] | None = None,
-    ) -> list[models.ScoredPoint]:
+    ) -> list[ScoredChunk]:
         """Chunks best first: one retriever alone, or the plan's retrievers fused in Qdrant."""
         store = self.services.store
         prefetch: list[models.Prefetch] = []
@@ -266,9 +267,7 @@ class SearchService:
             )
         )
 
-    def _exact_number_matches(
-        self, plan: QueryPlan, query_filter: models.Filter | None
-    ) -> list[models.ScoredPoint]:
+    def _exact_number_matches(self, plan: QueryPlan, query_filter: models.Filter | None) -> list[ScoredChunk]:
         """Chunks of documents whose own number the query names (first chunk of each): they rank first."""
         if not plan.doc_number_keys:
             return []
@@ -285,20 +284,15 @@ class SearchService:
                 "chunk_no", 0
             ):
                 best[doc_id] = record
-        return [
-            models.ScoredPoint(id=r.id, version=0, score=1.0, payload=r.payload)
-            for _, r in sorted(best.items())
-        ]
+        return [ScoredChunk(str(r.id), 1.0, r.payload or {}) for _, r in sorted(best.items())]
 
-    def _rerank(
-        self, text: str, groups: list[tuple[models.ScoredPoint, float]]
-    ) -> list[tuple[models.ScoredPoint, float]]:
+    def _rerank(self, text: str, groups: list[tuple[ScoredChunk, float]]) -> list[tuple[ScoredChunk, float]]:
         """Reorder the first `rerank_depth` documents by the reranker's score of their best chunk."""
         assert self.reranker is not None
         head = groups[: self.services.settings.rerank_depth]
         if not head:
             return groups
-        passages = [_passage(point.payload or {}) for point, _ in head]
+        passages = [_passage(point.payload) for point, _ in head]
         scores = self.reranker.score(text, passages)
         order = sorted(range(len(head)), key=lambda i: -scores[i])
         reranked = [(head[i][0], scores[i]) for i in order]
@@ -306,8 +300,8 @@ class SearchService:
         tail = [(point, floor - 1.0 - i) for i, (point, _) in enumerate(groups[len(head) :])]
         return reranked + tail
 
-    def _hit(self, point: models.ScoredPoint, query_text: str, score: float) -> SearchHit:
-        payload = point.payload or {}
+    def _hit(self, point: ScoredChunk, query_text: str, score: float) -> SearchHit:
+        payload = point.payload
         snippet, highlights = make_snippet(str(payload.get("text", "")), query_text)
         return _hit_from_payload(payload, score, snippet, highlights)
 
@@ -326,9 +320,7 @@ class SearchService:
         )
         groups = _group_by_document(points)[:k]
         return [
-            _hit_from_payload(
-                p.payload or {}, score, *make_snippet(str((p.payload or {}).get("text", "")), "")
-            )
+            _hit_from_payload(p.payload, score, *make_snippet(str(p.payload.get("text", "")), ""))
             for p, score in groups
         ]
 
@@ -362,19 +354,19 @@ def _sparse(vector: SparseVec) -> models.SparseVector:
     return models.SparseVector(indices=vector.indices, values=vector.values)
 
 
-def _best_first(points: list[models.ScoredPoint]) -> list[models.ScoredPoint]:
+def _best_first(points: list[ScoredChunk]) -> list[ScoredChunk]:
     """Best score first, equal scores in chunk-id order. The engine's fusion returns equal scores in
     no fixed order (from one call to the next), and copies of one text (a circular sent to every
     mission) score exactly alike: without a fixed order the same search would rank them differently
     and a reader paging through them would see one twice and miss another."""
-    return sorted(points, key=lambda point: (-point.score, str(point.id)))
+    return sorted(points, key=lambda point: (-point.score, point.id))
 
 
-def _group_by_document(points: list[models.ScoredPoint]) -> list[tuple[models.ScoredPoint, float]]:
+def _group_by_document(points: list[ScoredChunk]) -> list[tuple[ScoredChunk, float]]:
     """Keep each document once, at the rank (and with the score) of its best chunk."""
-    best: dict[str, tuple[models.ScoredPoint, float]] = {}
+    best: dict[str, tuple[ScoredChunk, float]] = {}
     for point in points:  # a search groups hundreds of candidates: no str() of what is one already
-        doc_id = (point.payload or {}).get("doc_id")
+        doc_id = point.payload.get("doc_id")
         if type(doc_id) is not str:
             doc_id = str(doc_id)
         if doc_id not in best:
@@ -389,13 +381,13 @@ def _language_filters(query_filter: models.Filter | None) -> list[models.Filter 
     return [query_filter, access.combine(query_filter, [vietnamese]), access.combine(query_filter, [others])]
 
 
-def _doc_id(point: models.ScoredPoint) -> str:
-    return str((point.payload or {}).get("doc_id"))
+def _doc_id(point: ScoredChunk) -> str:
+    return str(point.payload.get("doc_id"))
 
 
 def _pin(
-    pinned: list[tuple[models.ScoredPoint, float]], groups: list[tuple[models.ScoredPoint, float]]
-) -> list[tuple[models.ScoredPoint, float]]:
+    pinned: list[tuple[ScoredChunk, float]], groups: list[tuple[ScoredChunk, float]]
+) -> list[tuple[ScoredChunk, float]]:
     """Put `pinned` documents first, scored above everything else, the rest in order after them."""
     if not pinned:
         return groups
@@ -412,15 +404,15 @@ def _pin(
 
 
 def _phrase_matches_first(
-    groups: list[tuple[models.ScoredPoint, float]], phrases: tuple[str, ...]
-) -> list[tuple[models.ScoredPoint, float]]:
+    groups: list[tuple[ScoredChunk, float]], phrases: tuple[str, ...]
+) -> list[tuple[ScoredChunk, float]]:
     """Documents whose best chunk holds every quoted phrase (ignoring case and diacritics) move ahead
     of the others; both parts keep their order, and the scores stay in descending order."""
 
     patterns = [re.compile(rf"(?<![^\W_]){re.escape(phrase)}(?![^\W_])") for phrase in phrases]
 
-    def holds(point: models.ScoredPoint) -> bool:
-        payload = point.payload or {}
+    def holds(point: ScoredChunk) -> bool:
+        payload = point.payload
         text = single_spaced(search_key(f"{payload.get('title') or ''} {payload.get('text') or ''}"))
         return all(pattern.search(text) for pattern in patterns)
 
@@ -439,8 +431,8 @@ def _passage(payload: dict[str, Any]) -> str:
     return f"{title}\n{text}" if title and not text.startswith(title) else text
 
 
-def _facets(points: list[models.ScoredPoint]) -> dict[str, dict[str, int]]:
-    rows = [p.payload or {} for p in points]
+def _facets(points: list[ScoredChunk]) -> dict[str, dict[str, int]]:
+    rows = [p.payload for p in points]
     return {field: _facet(rows, field) for field in FACET_FIELDS}
 
 

@@ -43,6 +43,23 @@ class ChunkPoint:
     payload: dict[str, Any]
 
 
+@dataclass(slots=True)
+class ScoredChunk:
+    """A search result as callers read it: the chunk's point id, its score and the payload asked for.
+
+    Not `models.ScoredPoint`: building one cost ~12 µs per point even without validation
+    (`model_construct`), 2.3 ms for the 200 candidates of a search, 15 % of the engine's own time.
+    """
+
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+def scored_chunks(points: Sequence[models.ScoredPoint]) -> list[ScoredChunk]:
+    return [ScoredChunk(str(p.id), p.score, p.payload or {}) for p in points]
+
+
 @dataclass(frozen=True)
 class IndexInfo:
     collection: str
@@ -154,7 +171,7 @@ class ChunkStore(abc.ABC):
         limit: int,
         prefetch: list[models.Prefetch] | None = None,
         fields: Sequence[str] | None = None,
-    ) -> list[models.ScoredPoint]:
+    ) -> list[ScoredChunk]:
         """Nearest points; `fields` limits the payload returned (None: all of it)."""
 
     @abc.abstractmethod
@@ -168,7 +185,7 @@ class ChunkStore(abc.ABC):
         limit: int,
         fusion: str = "rrf",
         fields: Sequence[str] | None = None,
-    ) -> list[models.ScoredPoint]:
+    ) -> list[ScoredChunk]:
         """Fusion of the prefetches (each carries its own filter too): weighted reciprocal-rank
         fusion, or with `fusion="dbsf"` distribution-based score fusion (which takes no weights:
         `weights` and `k_rrf` are ignored; repeat a prefetch to count it more). `fields` limits
@@ -177,7 +194,7 @@ class ChunkStore(abc.ABC):
     @abc.abstractmethod
     def recommend(
         self, *, positive: list[str], query_filter: models.Filter | None, limit: int
-    ) -> list[models.ScoredPoint]:
+    ) -> list[ScoredChunk]:
         """Nearest chunks to the average dense vector of `positive` (which are never returned)."""
 
     @abc.abstractmethod

@@ -18,9 +18,11 @@ from kms.index.base import (
     ChunkPoint,
     ChunkStore,
     IndexInfo,
+    ScoredChunk,
     chunk_point_id,
     doc_condition,
     payload_selector,
+    scored_chunks,
     version_condition,
 )
 
@@ -219,7 +221,7 @@ class QdrantChunkStore(ChunkStore):
         limit: int,
         prefetch: list[models.Prefetch] | None = None,
         fields: Sequence[str] | None = None,
-    ) -> list[models.ScoredPoint]:
+    ) -> list[ScoredChunk]:
         response = self.client.query_points(
             self.alias,
             query=query,
@@ -230,7 +232,7 @@ class QdrantChunkStore(ChunkStore):
             limit=limit,
             with_payload=payload_selector(fields),
         )
-        return response.points
+        return scored_chunks(response.points)
 
     def fused_query(
         self,
@@ -242,7 +244,7 @@ class QdrantChunkStore(ChunkStore):
         limit: int,
         fusion: str = "rrf",
         fields: Sequence[str] | None = None,
-    ) -> list[models.ScoredPoint]:
+    ) -> list[ScoredChunk]:
         params = self._params()
         if params is not None:
             prefetch = [p.model_copy(update={"params": p.params or params}) for p in prefetch]
@@ -259,11 +261,11 @@ class QdrantChunkStore(ChunkStore):
             limit=limit,
             with_payload=payload_selector(fields),
         )
-        return response.points
+        return scored_chunks(response.points)
 
     def recommend(
         self, *, positive: list[str], query_filter: models.Filter | None, limit: int
-    ) -> list[models.ScoredPoint]:
+    ) -> list[ScoredChunk]:
         response = self.client.query_points(
             self.alias,
             query=models.RecommendQuery(recommend=models.RecommendInput(positive=list(positive))),
@@ -273,7 +275,7 @@ class QdrantChunkStore(ChunkStore):
             limit=limit,
             with_payload=True,
         )
-        return response.points
+        return scored_chunks(response.points)
 
     def scroll(
         self,

@@ -12,10 +12,18 @@ tests/index/ runs one suite against each available backend.
 from __future__ import annotations
 
 from kms.config import CollectionLayout, Settings
-from kms.index.base import ChunkPoint, ChunkStore, IndexInfo, chunk_point_id
+from kms.index.base import ChunkPoint, ChunkStore, IndexInfo, ScoredChunk, chunk_point_id
 from kms.index.qdrant_store import QdrantChunkStore, open_client
 
-__all__ = ["ChunkPoint", "ChunkStore", "IndexInfo", "chunk_point_id", "open_client", "open_store"]
+__all__ = [
+    "ChunkPoint",
+    "ChunkStore",
+    "IndexInfo",
+    "ScoredChunk",
+    "chunk_point_id",
+    "open_client",
+    "open_store",
+]
 
 
 def open_store(

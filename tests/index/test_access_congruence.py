@@ -15,14 +15,14 @@ from store_scenario import classification, random_corpus, random_principal, spar
 
 from kms.domain import Principal
 from kms.index.sparse import LEX
-from kms.index.store import ChunkStore, chunk_point_id
+from kms.index.store import ChunkStore, ScoredChunk, chunk_point_id
 from kms.security import access
 
 DIM = 12
 SEEDS = range(4)
 
 
-def _docs(points: list[models.ScoredPoint] | list[models.Record]) -> set[str]:
+def _docs(points: list[ScoredChunk] | list[models.Record]) -> set[str]:
     return {str((p.payload or {})["doc_id"]) for p in points}
 
 

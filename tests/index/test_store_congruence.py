@@ -29,7 +29,7 @@ from store_scenario import (
 )
 
 from kms.index.sparse import LEX, LEX_FOLDED
-from kms.index.store import ChunkStore
+from kms.index.store import ChunkStore, ScoredChunk
 from kms.security import access
 
 DIM = 24
@@ -55,7 +55,7 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Chunk
         dispose(store)
 
 
-def assert_same(reference: list[models.ScoredPoint], other: list[models.ScoredPoint], *, limit: int) -> None:
+def assert_same(reference: list[ScoredChunk], other: list[ScoredChunk], *, limit: int) -> None:
     """Scores position by position; ids as sets within each run of equal scores (ties in any order).
 
     A tie run cut by the limit may hold different ids on each side, so the last run is compared by size.
@@ -112,7 +112,7 @@ def _filters(rng: random.Random) -> Iterator[models.Filter | None]:
 
 
 def _compare(
-    stores: dict[str, ChunkStore], call: Callable[[ChunkStore], list[models.ScoredPoint]], limit: int
+    stores: dict[str, ChunkStore], call: Callable[[ChunkStore], list[ScoredChunk]], limit: int
 ) -> None:
     reference = call(stores["local"])
     for name in OTHERS:
@@ -177,7 +177,7 @@ def test_fused_queries_agree(stores: dict[str, ChunkStore], prefetch_limit: int,
             store: ChunkStore,
             prefetch: list[models.Prefetch] = prefetch,
             flt: models.Filter | None = query_filter,
-        ) -> list[models.ScoredPoint]:
+        ) -> list[ScoredChunk]:
             return store.fused_query(
                 prefetch=prefetch, weights=[1.0, 0.8, 0.4], k_rrf=60, query_filter=flt, limit=limit
             )

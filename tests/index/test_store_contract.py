@@ -11,7 +11,7 @@ from store_scenario import chunks_of, classification, make_store, random_documen
 
 from kms.errors import ModelMismatch
 from kms.index.sparse import LEX
-from kms.index.store import ChunkPoint, ChunkStore, chunk_point_id
+from kms.index.store import ChunkPoint, ChunkStore, ScoredChunk, chunk_point_id
 
 DIM = 16
 
@@ -28,7 +28,7 @@ def _doc_chunks(
     return chunks_of(rng, document, classification(), dim=DIM, version=version)
 
 
-def _ids(points: list[models.ScoredPoint] | list[models.Record]) -> set[str]:
+def _ids(points: list[ScoredChunk] | list[models.Record]) -> set[str]:
     return {str(p.id) for p in points}
 
 
