@@ -19,8 +19,8 @@ from qdrant_client import models
 from kms.db.registry import readable_document
 from kms.domain import Principal, SearchFilters, SearchHit, SearchQuery, SearchResult
 from kms.errors import InvalidInput, NotFound
-from kms.index.base import ScoredChunk
 from kms.index.sparse import LEX, LEX_FOLDED, SparseVec, encode_query
+from kms.index.store import ScoredChunk
 from kms.inflight import SEARCHES
 from kms.rerank import Reranker, create_reranker
 from kms.security import access
