@@ -48,8 +48,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     max_upload_bytes: int = 50 * 2**20
     max_query_chars: int = 1000
-    # A `Server-Timing` header on search responses: `retrieve` (query embedding + candidate query),
-    # `index` (+ every other store call) and the whole `search`, in ms. Off by default;
+    # A `Server-Timing` header on search responses: `embed` (the query embedding), `retrieve` (+ the
+    # candidate query), `index` (+ every other store call) and the whole `search`, in ms. Off by default;
     # benchmarks/scale.py turns it on to measure the API's overhead on the very same requests.
     server_timing: bool = False
     # `kms serve`, before serving: wait for the index's files to be read in, then run a few searches

@@ -130,8 +130,8 @@ def test_server_timing_header_only_when_enabled(client: TestClient, sample_servi
     for metric in response.headers["server-timing"].split(","):
         name, _, value = metric.strip().partition(";dur=")
         durations[name] = float(value)
-    assert set(durations) == {"retrieve", "index", "search"}
-    assert 0 < durations["retrieve"] < durations["index"] < durations["search"]
+    assert set(durations) == {"embed", "retrieve", "index", "search"}
+    assert 0 < durations["embed"] < durations["retrieve"] < durations["index"] < durations["search"]
     assert "timings" not in response.json()
 
 
