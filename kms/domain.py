@@ -120,6 +120,6 @@ class SearchResult:
     total: int
     facets: dict[str, dict[str, int]]
     # Milliseconds spent: "embed" (the query embedding, 0 if the mode needs none), "retrieve" (the
-    # access filter, query embedding and the store's candidate query), "index" (that and every other store call: the page's payloads, named document numbers)
-    # and "search" (all of it).
+    # access filter, query embedding and the store's candidate query), "index" (that and every
+    # other store call: the page's payloads, named document numbers) and "search" (all of it).
     timings: dict[str, float] = field(default_factory=dict)
