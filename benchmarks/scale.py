@@ -382,11 +382,12 @@ def measure_http(
                     "error_rate": round(errors / len(samples), 4),
                 }
                 for name, samples in timed.items():  # the same requests, timed in the server
-                    if samples:
-                        inside = percentiles(samples)
-                        cell[f"server_{name}_p50_ms"] = inside["p50_ms"]
-                        cell[f"server_{name}_p95_ms"] = inside["p95_ms"]
-                    if samples and name != "embed":  # (0 in sparse mode: nothing to divide by)
+                    if not samples:
+                        continue
+                    inside = percentiles(samples)
+                    cell[f"server_{name}_p50_ms"] = inside["p50_ms"]
+                    cell[f"server_{name}_p95_ms"] = inside["p95_ms"]
+                    if name != "embed":  # (0 in sparse mode: nothing to divide by)
                         cell[f"over_server_{name}_p50"] = round(cell["p50_ms"] / inside["p50_ms"], 3)
                         cell[f"over_server_{name}_p95"] = round(cell["p95_ms"] / inside["p95_ms"], 3)
         results["server_rss_mb"] = peak

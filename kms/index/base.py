@@ -16,7 +16,7 @@ import abc
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from qdrant_client import models
 
@@ -56,7 +56,18 @@ class ScoredChunk:
     payload: dict[str, Any]
 
 
-def scored_chunks(points: Sequence[models.ScoredPoint]) -> list[ScoredChunk]:
+class _Scored(Protocol):
+    """What a backend's scored point offers: qdrant-client's `ScoredPoint` and qdrant-edge's alike."""
+
+    @property
+    def id(self) -> Any: ...
+    @property
+    def score(self) -> float: ...
+    @property
+    def payload(self) -> dict[str, Any] | None: ...
+
+
+def scored_chunks(points: Sequence[_Scored]) -> list[ScoredChunk]:
     return [ScoredChunk(str(p.id), p.score, p.payload or {}) for p in points]
 
 

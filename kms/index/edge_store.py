@@ -54,6 +54,7 @@ from kms.index.base import (
     chunk_point_id,
     doc_condition,
     payload_selector,
+    scored_chunks,
     version_condition,
 )
 from kms.index.preload import PageCacheWarmer, searched_files
@@ -212,12 +213,8 @@ def _from_edge_vectors(value: Any) -> Any:
     return out
 
 
-def _scored(point: qe.ScoredPoint) -> ScoredChunk:
-    return ScoredChunk(str(point.id), point.score, point.payload or {})
-
-
 def _record(record: qe.Record) -> models.Record:
-    if record.vector is None:  # as in `_scored`: nothing to validate in the engine's own values
+    if record.vector is None:  # nothing to validate in the engine's own values
         return models.Record.model_construct(id=str(record.id), payload=record.payload, vector=None)
     return models.Record(id=str(record.id), payload=record.payload, vector=_from_edge_vectors(record.vector))
 
@@ -695,7 +692,7 @@ class EdgeChunkStore(ChunkStore):
     def _run(self, request: qe.QueryRequest) -> list[ScoredChunk]:
         with self._collection().shard() as shard:
             points = shard.query(request)
-        return [_scored(p) for p in points]
+        return scored_chunks(points)
 
     def _prefetch(self, prefetch: models.Prefetch) -> qe.Prefetch:
         if prefetch.query is None:
