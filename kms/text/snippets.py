@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from kms.text.docnumber import doc_number_key, doc_number_spans
@@ -73,14 +74,14 @@ _Rule = tuple[dict[str, bool] | None, bool | None]
 
 
 @functools.lru_cache(maxsize=1024)
-def _matcher(words: tuple[str, ...], stop_words: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, _Rule]]:
-    """The pattern finding whole-word occurrences of every key in `search_key` text, and each key's
-    rule: any diacritics (a word typed without them) or only the word exactly as typed with them."""
+def _rules(words: tuple[str, ...], stop_words: tuple[str, ...]) -> dict[str, _Rule]:
+    """Each key (`search_key` of a query word) and its rule: any diacritics (a word typed without
+    them) or only the word exactly as typed with them."""
     word_roles, stop_roles = _key_roles(words), _key_roles(stop_words)
-    keys = sorted({*word_roles, *stop_roles}, key=len, reverse=True)
-    rules = {key: _rule(word_roles.get(key, _ABSENT), stop_roles.get(key, _ABSENT)) for key in keys}
-    alternatives = "|".join(re.escape(key) for key in keys)
-    return re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])"), rules
+    return {
+        key: _rule(word_roles.get(key, _ABSENT), stop_roles.get(key, _ABSENT))
+        for key in {*word_roles, *stop_roles}
+    }
 
 
 def _rule(as_word: object, as_stop: object) -> _Rule:
@@ -99,9 +100,9 @@ def _word_matches(
     """The query's words and stop words in `text` (`key_text` is its `search_key`), in one
     left-to-right pass: (start, end, key, is a word, not only a stop word), non-overlapping and in
     order. A word typed with diacritics must match them exactly."""
-    pattern, rules = _matcher(words, stop_words)
+    rules = _rules(words, stop_words)
     found: list[tuple[int, int, str, bool]] = []
-    for start, end, key in _key_occurrences(key_text, pattern, rules):
+    for start, end, key in _key_occurrences(key_text, rules):
         exact, verdict = rules[key]
         if exact is not None:
             verdict = exact.get(text[start:end].lower(), verdict)
@@ -110,34 +111,25 @@ def _word_matches(
     return found
 
 
-# Marks that stick to words (a space-separated token is mostly a word with these around it).
-_PUNCTUATION = ",.;:!?()[]{}\"'“”‘’«»…"
+def _key_occurrences(key_text: str, keys: Iterable[str]) -> list[_Match]:
+    """(start, end, key) of each whole word of `key_text` that is one of `keys`, in order.
 
-
-def _key_occurrences(key_text: str, pattern: re.Pattern[str], keys: dict[str, _Rule]) -> list[_Match]:
-    """(start, end, key) of each whole word of `key_text` that is one of `keys`, in order: what
-    `pattern` finds, faster (a page of hits makes ten snippets). A key is all word characters, so a
-    space-separated token equal to one is that word; a token with punctuation around a word is
-    looked up without it; only the rest (inner hyphens, slashes) goes to the pattern."""
+    A key is all word characters, so a whole-word occurrence is a maximal run of them and never
+    overlaps another key's: each key is looked for on its own with `str.find`, and only its hits
+    reach Python (a page of hits makes ten snippets; a regex alternation with lookarounds, or a loop
+    over the text's tokens, cost several times more)."""
     occurrences: list[_Match] = []
-    if not keys:  # the pattern of no keys would match the empty string
-        return occurrences
-    start = 0
-    for token in key_text.split(" "):
-        if token in keys:
-            occurrences.append((start, start + len(token), token))
-        elif token and not token.isalnum():
-            core = token.strip(_PUNCTUATION)
-            if core.isalnum():
-                if core in keys:
-                    lead = start + len(token) - len(token.lstrip(_PUNCTUATION))
-                    occurrences.append((lead, lead + len(core), core))
-            elif core:
-                occurrences.extend(
-                    (m.start(), m.end(), m.group())
-                    for m in pattern.finditer(key_text, start, start + len(token))
-                )
-        start += len(token) + 1
+    size = len(key_text)
+    for key in keys:
+        if not key:
+            continue
+        at = key_text.find(key)
+        while at != -1:
+            end = at + len(key)
+            if (at == 0 or not key_text[at - 1].isalnum()) and (end == size or not key_text[end].isalnum()):
+                occurrences.append((at, end, key))
+            at = key_text.find(key, at + 1)
+    occurrences.sort()
     return occurrences
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import unicodedata
 from itertools import pairwise
 
@@ -191,9 +192,12 @@ PIECES = [
     st.lists(st.sampled_from([*VOCAB, "bao", "ho", "cong", "dan", "su", "chiếu"]), max_size=6),
 )
 def test_key_occurrences_are_what_the_pattern_finds(pieces: list[tuple[str, str]], query: list[str]) -> None:
-    # The token lookup is a faster way to the whole-word matches of the query's keys.
+    # The per-key lookup is a faster way to the whole-word matches of the query's keys: what this
+    # pattern (longest key first, no word character on either side) finds.
     key_text = search_key(" ".join(piece + sep for piece, sep in pieces))
     words, stop_words, _ = snippets._query_terms(" ".join(query))
-    pattern, rules = snippets._matcher(words, stop_words)
+    rules = snippets._rules(words, stop_words)
+    alternatives = "|".join(re.escape(key) for key in sorted(rules, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])")
     expected = [(m.start(), m.end(), m.group()) for m in pattern.finditer(key_text)] if rules else []
-    assert snippets._key_occurrences(key_text, pattern, rules) == expected
+    assert snippets._key_occurrences(key_text, rules) == expected
