@@ -137,3 +137,29 @@ def test_word_by_word_tokens_equal_whole_text_viterbi(onnx: OnnxE5Embedder) -> N
         )
         assert tokenizer.content_ids(text) == list(whole), text
         assert tokenizer.content_ids(text) == list(whole), text  # from the memory, again
+
+
+_IDLE_AFTER_A_QUERY = """
+import resource, sys, time
+from kms.embedding import create_embedder
+embedder = create_embedder("onnx-e5")
+embedder.warm_up()
+for text in ("chuyển đổi số ngành ngoại giao", "ho chieu ngoai giao", "consular protection"):
+    embedder.embed_queries([text])
+before = time.process_time()
+time.sleep(0.2)
+print(time.process_time() - before)
+"""
+
+
+def test_no_core_stays_busy_after_a_query() -> None:
+    """ONNX Runtime's threads spin after a run unless told to stop: a whole core for the ~60 ms
+    after each query (~50 ms of CPU), when the search goes on. CPU time of a process of its own."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _IDLE_AFTER_A_QUERY], capture_output=True, text=True, timeout=300, check=True
+    )
+    cpu_seconds_while_idle = float(done.stdout.strip().splitlines()[-1])
+    assert cpu_seconds_while_idle < 0.015, cpu_seconds_while_idle
