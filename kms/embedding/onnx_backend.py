@@ -190,10 +190,10 @@ class OnnxE5Embedder:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        # ONNX Runtime's worker threads spin after a run, waiting for the next one: here a whole core
-        # for the ~60 ms after every query (44 + 9 ms of CPU in the first two 50 ms), which is when
-        # the store searches and the response is built. They still spin within a run, so a query
-        # embeds as fast as before (p50 11.2 ms both ways).
+        # ONNX Runtime's worker threads spin after a run, waiting for the next one: on an Intel host
+        # a whole core for the ~60 ms after every query (44 + 9 ms of CPU in the first two 50 ms),
+        # CPU an ingestion job or a neighbour could use. They still spin within a run: embedding
+        # and search latency are unchanged (measured at 1 and 8 clients).
         options.add_session_config_entry("session.force_spinning_stop", "1")
         model = ensure_model(self._model_dir) / "model.onnx"
         return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
