@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -140,7 +142,7 @@ def test_word_by_word_tokens_equal_whole_text_viterbi(onnx: OnnxE5Embedder) -> N
 
 
 _IDLE_AFTER_A_QUERY = """
-import resource, sys, time
+import time
 from kms.embedding import create_embedder
 embedder = create_embedder("onnx-e5")
 embedder.warm_up()
@@ -153,11 +155,8 @@ print(time.process_time() - before)
 
 
 def test_no_core_stays_busy_after_a_query() -> None:
-    """ONNX Runtime's threads spin after a run unless told to stop: a whole core for the ~60 ms
-    after each query (~50 ms of CPU), when the search goes on. CPU time of a process of its own."""
-    import subprocess
-    import sys
-
+    """ONNX Runtime's threads spin after a run unless told to stop: on an Intel host a whole core
+    for the ~60 ms after each query (~50 ms of CPU). Measured as the CPU time of a process of its own."""
     done = subprocess.run(
         [sys.executable, "-c", _IDLE_AFTER_A_QUERY], capture_output=True, text=True, timeout=300, check=True
     )
