@@ -44,12 +44,16 @@ RRF_K = 2
 # retriever that should count twice is sent twice. "rrf" (with RRF_K and the plan's weights) remains
 # available here for comparison.
 FUSION = "dbsf"
-# Chunks each retriever returns before fusion: fixed, so that every page within the first ~33 documents
-# ranks the same whatever `k` is (DBSF normalises each list by its own mean and spread); deeper pages
-# ask for more (k + offset documents x 6). Measured at 100k chunks, hybrid, k = 10: 200 instead of 600
-# took p50 46 -> 26 ms, and nDCG@10 went up (alqac 0.946 -> 0.954, xquad 0.979 -> 0.980: shorter lists
-# normalise the head better); facets and totals count the documents among these candidates.
-PREFETCH_DEPTH = 200
+# Chunks each retriever returns before fusion: fixed, so that every page whose documents are among
+# these candidates ranks the same whatever `k` and `offset` are (DBSF normalises each list by its own
+# mean and spread). 100 chunks hold 66-96 documents on both dev sets, i.e. 6-9 pages of 10. A page
+# reaching past them reads again, once, deeper (2x, or 6 chunks per wanted document: `kms eval`'s
+# 100 documents read 600 chunks). Measured at 100k chunks, hybrid, k = 10, in-process: 100 instead of
+# 200 took search p50 32.3 -> 24.5 ms (the dense side walks limit x oversampling = 200 instead of 400
+# int8 candidates), nDCG@10 alqac 0.954 -> 0.955, xquad 0.980 -> 0.981 (without diacritics 0.899 ->
+# 0.900 and 0.963 -> 0.962). Facets and totals count the documents among the candidates.
+PREFETCH_DEPTH = 100
+CHUNKS_PER_WANTED_DOCUMENT = 6
 _QUOTED = re.compile(r"\"([^\"]+)\"|“([^”]+)”|«([^»]+)»")
 
 
@@ -152,17 +156,25 @@ class SearchService:
         if len(text) > self.services.settings.max_query_chars:
             raise InvalidInput(f"query is longer than {self.services.settings.max_query_chars} characters")
         plan = plan_query(text, query.mode)
-        depth = max(PREFETCH_DEPTH, (query.offset + query.k) * 6)
         # What calling the index directly costs: the access filter, the query embedding and every
         # store call (timings "retrieve": up to the candidates, "index": all of them).
         index, embed = _Stopwatch(), _Stopwatch()
         with index:
             query_filter = access.combine(self._access(principal), filter_conditions(query.filters))
-            # The candidates carry only the fields grouping and facets need: reading whole payloads
-            # (texts) of 600 candidates cost more than the search itself (77 vs 10 ms at 100k chunks).
-            points = self._retrieve(plan, query_filter, depth, fields=CANDIDATE_FIELDS, embed_clock=embed)
-        retrieve_ms = index.ms
+            vector = self._query_vector(plan, embed)
+            # Only the fields grouping and facets need: reading whole payloads (texts) of 600
+            # candidates cost more than the search itself (77 vs 10 ms at 100k chunks).
+            points = self._retrieve(
+                plan, query_filter, PREFETCH_DEPTH, fields=CANDIDATE_FIELDS, vector=vector
+            )
         groups = _group_by_document(points)
+        wanted = query.offset + query.k
+        if len(groups) < wanted and len(points) >= PREFETCH_DEPTH:  # the page reaches past them
+            deeper = max(2 * PREFETCH_DEPTH, wanted * CHUNKS_PER_WANTED_DOCUMENT)
+            with index:
+                points = self._retrieve(plan, query_filter, deeper, fields=CANDIDATE_FIELDS, vector=vector)
+            groups = _group_by_document(points)
+        retrieve_ms = index.ms
         whole = plan.phrases or self.reranker is not None  # both read the candidates' texts
         if whole:
             with index:
@@ -209,6 +221,13 @@ class SearchService:
     def _access(self, principal: Principal) -> models.Filter | None:
         return access.qdrant_filter(principal, self.services.classification)
 
+    def _query_vector(self, plan: QueryPlan, embed_clock: _Stopwatch | None = None) -> list[float] | None:
+        if plan.dense <= 0:
+            return None
+        with embed_clock or contextlib.nullcontext():
+            vector: list[float] = self.services.query_embedder.embed_queries([plan.text])[0].tolist()
+        return vector
+
     def _retrieve(
         self,
         plan: QueryPlan,
@@ -216,16 +235,15 @@ class SearchService:
         limit: int,
         *,
         fields: Sequence[str] | None = None,
-        embed_clock: _Stopwatch | None = None,
+        vector: list[float] | None = None,
     ) -> list[ScoredChunk]:
         """Chunks best first: one retriever alone, or the plan's retrievers fused in Qdrant
-        (`embed_clock`, if given, times the query embedding)."""
+        (`vector`: the query's embedding, if already made)."""
         store = self.services.store
         prefetch: list[models.Prefetch] = []
         weights: list[float] = []
         if plan.dense > 0:
-            with embed_clock or contextlib.nullcontext():
-                vector = self.services.query_embedder.embed_queries([plan.text])[0].tolist()
+            vector = vector if vector is not None else self._query_vector(plan)
             for dense_filter in _language_filters(query_filter) if plan.balance_languages else [query_filter]:
                 prefetch.append(
                     models.Prefetch(

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import pytest
 from search_corpus import DOCS
 
+import kms.search
 from kms.domain import Principal, SearchFilters, SearchQuery
 from kms.search import SearchService
 from kms.security import access
@@ -72,6 +73,21 @@ def test_k_and_offset_page_through_one_ranking(search_services: Services) -> Non
         search(search_services, "bảo hộ công dân", k=3, offset=3)
     )
     assert pages == full[:6]
+
+
+def test_a_page_past_the_candidates_reads_deeper(
+    search_services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = search(search_services, "bảo hộ công dân", k=5)
+    assert len(full.results) == 5
+    monkeypatch.setattr(kms.search, "PREFETCH_DEPTH", 2)  # two chunks: at most two documents
+    shallow = search(search_services, "bảo hộ công dân", k=1)
+    assert 1 <= shallow.total <= 2  # facets and totals count the candidates
+    assert sum(shallow.facets["doc_type"].values()) == shallow.total
+    deep = search(search_services, "bảo hộ công dân", k=5)
+    assert len(deep.results) == 5 and deep.total > 2
+    offset = search(search_services, "bảo hộ công dân", k=2, offset=3)
+    assert ids(offset) == ids(deep)[3:5]  # both read the same deeper candidates
 
 
 def test_filters_and_facets(search_services: Services) -> None:
