@@ -44,15 +44,17 @@ RRF_K = 2
 # retriever that should count twice is sent twice. "rrf" (with RRF_K and the plan's weights) remains
 # available here for comparison.
 FUSION = "dbsf"
-# Chunks each retriever returns before fusion: fixed, so that every page whose documents are among
-# these candidates ranks the same whatever `k` and `offset` are (DBSF normalises each list by its own
-# mean and spread). 100 chunks hold 66-96 documents on both dev sets, i.e. 6-9 pages of 10. A page
-# reaching past them reads again, once, deeper (2x, or 6 chunks per wanted document: `kms eval`'s
-# 100 documents read 600 chunks). Measured at 100k chunks, hybrid, k = 10, in-process: 100 instead of
-# 200 took search p50 32.3 -> 24.5 ms (the dense side walks limit x oversampling = 200 instead of 400
-# int8 candidates), nDCG@10 alqac 0.954 -> 0.955, xquad 0.980 -> 0.981 (without diacritics 0.899 ->
-# 0.900 and 0.963 -> 0.962). Facets and totals count the documents among the candidates.
+# Chunks each retriever returns before fusion: fixed for every page up to the SHALLOW_DOCUMENTS-th
+# document, so those pages rank the same whatever `k` and `offset` are (DBSF normalises each list by
+# its own mean and spread). 100 chunks hold 66-96 documents on both dev sets; should they hold fewer
+# than a page needs, it reads once more, deeper. Pages past SHALLOW_DOCUMENTS read a depth of their
+# own, at least 2x and 6 chunks per wanted document (`kms eval`'s 100 documents: 600 chunks).
+# Measured at 100k chunks, hybrid, k = 10, in-process: 100 instead of 200 took search p50 32.3 ->
+# 24.5 ms (the dense side walks limit x oversampling = 200 instead of 400 int8 candidates), nDCG@10
+# alqac 0.954 -> 0.955, xquad 0.980 -> 0.981 (without diacritics 0.899 -> 0.900 and 0.963 -> 0.962).
+# Facets and totals count the documents among the candidates.
 PREFETCH_DEPTH = 100
+SHALLOW_DOCUMENTS = 50
 CHUNKS_PER_WANTED_DOCUMENT = 6
 _QUOTED = re.compile(r"\"([^\"]+)\"|“([^”]+)”|«([^»]+)»")
 
@@ -162,17 +164,17 @@ class SearchService:
         with index:
             query_filter = access.combine(self._access(principal), filter_conditions(query.filters))
             vector = self._query_vector(plan, embed)
+            wanted = query.offset + query.k
+            depth = PREFETCH_DEPTH if wanted <= SHALLOW_DOCUMENTS else _deep(wanted)
             # Only the fields grouping and facets need: reading whole payloads (texts) of 600
             # candidates cost more than the search itself (77 vs 10 ms at 100k chunks).
-            points = self._retrieve(
-                plan, query_filter, PREFETCH_DEPTH, fields=CANDIDATE_FIELDS, vector=vector
-            )
+            points = self._retrieve(plan, query_filter, depth, fields=CANDIDATE_FIELDS, vector=vector)
         groups = _group_by_document(points)
-        wanted = query.offset + query.k
-        if len(groups) < wanted and len(points) >= PREFETCH_DEPTH:  # the page reaches past them
-            deeper = max(2 * PREFETCH_DEPTH, wanted * CHUNKS_PER_WANTED_DOCUMENT)
-            with index:
-                points = self._retrieve(plan, query_filter, deeper, fields=CANDIDATE_FIELDS, vector=vector)
+        if depth == PREFETCH_DEPTH and len(groups) < wanted and len(points) >= depth:
+            with index:  # the shallow candidates hold fewer documents than the page reaches
+                points = self._retrieve(
+                    plan, query_filter, _deep(wanted), fields=CANDIDATE_FIELDS, vector=vector
+                )
             groups = _group_by_document(points)
         retrieve_ms = index.ms
         whole = plan.phrases or self.reranker is not None  # both read the candidates' texts
@@ -371,6 +373,11 @@ class _Stopwatch:
 
     def __exit__(self, *_exc: object) -> None:
         self.ms += (time.perf_counter() - self._started) * 1000
+
+
+def _deep(wanted: int) -> int:
+    """Candidate chunks for a page reaching the `wanted`-th document past the shallow ones."""
+    return max(2 * PREFETCH_DEPTH, wanted * CHUNKS_PER_WANTED_DOCUMENT)
 
 
 def _sparse(vector: SparseVec) -> models.SparseVector:

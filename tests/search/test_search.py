@@ -81,6 +81,7 @@ def test_a_page_past_the_candidates_reads_deeper(
     full = search(search_services, "bảo hộ công dân", k=5)
     assert len(full.results) == 5
     monkeypatch.setattr(kms.search, "PREFETCH_DEPTH", 2)  # two chunks: at most two documents
+    monkeypatch.setattr(kms.search, "SHALLOW_DOCUMENTS", 5)  # pages up to the 5th read them first
     shallow = search(search_services, "bảo hộ công dân", k=1)
     assert 1 <= shallow.total <= 2  # facets and totals count the candidates
     assert sum(shallow.facets["doc_type"].values()) == shallow.total
