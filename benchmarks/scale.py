@@ -351,6 +351,7 @@ def measure_http(
         # The server's own timings of each request (Server-Timing): the query embedding, + the
         # candidate query, + every other store call (the page's payloads), and the whole search.
         timed: dict[str, list[float]] = {"embed": [], "retrieve": [], "index": [], "search": []}
+        headers_seen: list[str] = []  # parsed after each cell: the client's work is in the samples
 
         def call(item: tuple[str, str], mode: str) -> bool:
             text, user = item
@@ -359,14 +360,20 @@ def measure_http(
                 {"query": text[:1000], "mode": mode, "k": 10},
                 {"authorization": f"Bearer {keys[user]}"},
             )
-            timing = server_timing(headers.get("server-timing", ""))
-            for name, samples in timed.items():
-                if name in timing:
-                    samples.append(timing[name])
+            headers_seen.append(headers.get("server-timing", ""))
             return status == 200
+
+        def collect_timings() -> None:
+            for header in headers_seen:
+                timing = server_timing(header)
+                for name, samples in timed.items():
+                    if name in timing:
+                        samples.append(timing[name])
+            headers_seen.clear()
 
         for mode, item in warm_up_workload(warm_texts, count):
             call(item, mode)
+        headers_seen.clear()
         peak = rss_mb(pid)
         for mode in MODES:
             for clients in (1, 8):
@@ -374,6 +381,7 @@ def measure_http(
                 for samples in timed.values():
                     samples.clear()
                 samples, errors = run_concurrently(lambda i, m=mode: call(i, m), items, clients)
+                collect_timings()
                 peak = max(peak, rss_mb(pid))
                 cell = results[f"{mode}/c{clients}"] = {
                     **percentiles(samples),

@@ -263,8 +263,10 @@ app.add_typer(network_cli.app, name="network")
 
 def _register_commands() -> None:
     from kms.cli.eval import eval_command
+    from kms.cli.native import build_native_command
 
     app.command(name="eval")(eval_command)
+    app.command(name="build-native")(build_native_command)
     app.command(name="worker")(jobs_cli.worker_command)
     app.command(name="check")(jobs_cli.check_command)
 

@@ -46,28 +46,45 @@ class AuditBroken(KmsError):
     """The log cannot be appended to safely; audited operations stop until it is looked at."""
 
 
+# Built once: `json.dumps` with options makes a new encoder on every call, and every search appends.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_LENIENT = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
 def canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _CANONICAL.encode(value)
 
 
 def record_hash(
     *, id: int, ts: str, actor: str, action: str, target: str | None, detail: Any, prev_hash: str
 ) -> str:
-    body = {
-        "id": id,
-        "ts": ts,
-        "actor": actor,
-        "action": action,
-        "target": target,
-        "detail": detail,
-        "prev_hash": prev_hash,
-    }
-    return hashlib.sha256(canonical(body).encode("utf-8")).hexdigest()
+    return chain_hash(
+        id=id,
+        ts=ts,
+        actor=actor,
+        action=action,
+        target=target,
+        detail_text=canonical(detail),
+        prev_hash=prev_hash,
+    )
+
+
+def chain_hash(
+    *, id: int, ts: str, actor: str, action: str, target: str | None, detail_text: str, prev_hash: str
+) -> str:
+    """sha256 of the canonical JSON of the record, given its detail's canonical JSON: the record's
+    keys in sorted order around that text, so the detail is not serialised a second time."""
+    text = (
+        f'{{"action":{canonical(action)},"actor":{canonical(actor)},"detail":{detail_text},'
+        f'"id":{canonical(id)},"prev_hash":{canonical(prev_hash)},"target":{canonical(target)},'
+        f'"ts":{canonical(ts)}}}'
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _normalise_detail(detail: dict[str, Any] | None) -> tuple[str, Any]:
     """Canonical text of `detail` and the JSON value it parses back to (what gets hashed)."""
-    text = json.dumps(detail or {}, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    text = _LENIENT.encode(detail or {})
     value = json.loads(text)
     return canonical(value), value
 
@@ -202,7 +219,7 @@ def _append_once(
             "target": target,
             "prev_hash": prev_hash,
         }
-        digest = record_hash(**common, detail=detail)
+        digest = chain_hash(**common, detail_text=detail_text)
         run.insert_record.execute(cursor, **common, detail=detail_text, hash=digest)
         run.set_head_hash.execute(cursor, digest=digest)
     value = detail if isinstance(detail, dict) else {"value": detail}

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from kms.text.docnumber import doc_number_key, doc_number_spans
 from kms.text.normalize import fold, has_diacritics, nfc, search_key, single_spaced
 
-__all__ = ["make_snippet"]
+__all__ = ["make_snippet", "python_make_snippet"]
 
 _ELLIPSIS = "…"
 _LEAD_CHARS = 60  # context kept before the first match, at most a quarter of the snippet
@@ -239,7 +239,7 @@ def _merge(ranges: list[Range], snippet: str) -> list[Range]:
     return merged
 
 
-def make_snippet(text: str, query: str, *, max_chars: int = 320) -> tuple[str, list[Range]]:
+def python_make_snippet(text: str, query: str, *, max_chars: int = 320) -> tuple[str, list[Range]]:
     """Snippet of at most `max_chars` (+ `…` at cut ends) and highlight `[start, end)` offsets in it."""
     if max_chars < 1:
         raise ValueError("max_chars must be positive")
@@ -253,3 +253,14 @@ def make_snippet(text: str, query: str, *, max_chars: int = 320) -> tuple[str, l
     shift = len(prefix) - start
     ranges = [(m[0] + shift, m[1] + shift) for m in matches if start <= m[0] and m[1] <= end]
     return snippet, _merge(ranges, snippet)
+
+
+# This module as written, or its compiled copy when one was built from this very file (kms.native):
+# every search makes ten snippets, and compiled they take ~0.6 ms less. The copy skips this block.
+make_snippet = python_make_snippet
+if __name__ == "kms.text.snippets":
+    from kms.native import compiled_copy
+
+    _compiled = compiled_copy(__name__, __file__)
+    if _compiled is not None:
+        make_snippet = _compiled.python_make_snippet

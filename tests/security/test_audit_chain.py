@@ -6,6 +6,7 @@ the first broken or missing record; an intact log verifies (exit 0).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -15,6 +16,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from postgres_server import PgServer
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
@@ -250,3 +253,34 @@ def test_a_deleted_head_stops_appending_on_postgresql(pg_server: PgServer) -> No
     with sessions() as session:
         assert audit.verify(session).problem == "the audit head record is missing"
     engine.dispose()
+
+
+# What the chain has always hashed: sha256 over the canonical JSON of the whole record. Logs written
+# before `chain_hash` built that text around the detail's own must still verify.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 2**62),
+    st.text(),
+    st.text(),
+    st.text(),
+    st.none() | st.text(),
+    st.dictionaries(st.text(max_size=8), json_values, max_size=5),
+)
+def test_chain_hash_is_the_hash_of_the_records_canonical_json(
+    record_id: int, ts: str, actor: str, action: str, target: str | None, detail: dict[str, object]
+) -> None:
+    body = {"id": record_id, "ts": ts, "actor": actor, "action": action, "target": target}
+    whole = {**body, "detail": detail, "prev_hash": "ab" * 32}
+    expected = hashlib.sha256(
+        json.dumps(whole, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    ).hexdigest()
+    detail_text, value = audit._normalise_detail(detail)
+    assert audit.chain_hash(**body, detail_text=detail_text, prev_hash="ab" * 32) == expected
+    assert audit.record_hash(**body, detail=value, prev_hash="ab" * 32) == expected
