@@ -63,6 +63,9 @@ def run_server(settings: Settings, *, host: str, port: int) -> None:
             port=port,
             log_level=settings.log_level.lower(),
             log_config=None,  # uvicorn logs through the root handler: JSON lines like the rest
+            # uvicorn writes its access line before the response's first byte; kms.access writes it
+            # after the last one (MetricsMiddleware), with the request's duration.
+            access_log=False,
         )
     finally:
         if network is not None:

@@ -118,6 +118,27 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+ACCESS_LOG = logging.getLogger("kms.access")
+
+
+def _access_line(scope: Scope, status: int, elapsed_s: float) -> None:
+    """uvicorn's access line (`kms serve` turns uvicorn's own off), with the request's duration."""
+    if not ACCESS_LOG.isEnabledFor(logging.INFO):
+        return
+    client = scope.get("client")
+    query = scope.get("query_string", b"")
+    path = scope.get("path", "") + (f"?{query.decode('latin-1')}" if query else "")
+    ACCESS_LOG.info(
+        '%s - "%s %s HTTP/%s" %d',
+        f"{client[0]}:{client[1]}" if client else "-",
+        scope.get("method", ""),
+        path,
+        scope.get("http_version", "1.1"),
+        status,
+        extra={"duration_ms": round(elapsed_s * 1000, 2)},
+    )
+
+
 class MetricsMiddleware:
     """Times every HTTP request; route templates (not raw paths) keep the label set small."""
 
@@ -140,8 +161,9 @@ class MetricsMiddleware:
 
         try:
             await self.app(scope, receive, send_status)
-        finally:
+        finally:  # the response is on its way: nothing here delays it
             elapsed = time.perf_counter() - started
+            _access_line(scope, status, elapsed)
             route: Any = scope.get("route")
             template = str(getattr(route, "path", "")) or "unmatched"
             self.metrics.requests.labels(template, scope.get("method", ""), f"{status // 100}xx").inc()
