@@ -18,7 +18,6 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 from ingest import jobs
 from kms.api.deps import require_role
@@ -126,13 +125,15 @@ def _access_line(scope: Scope, status: int, elapsed_s: float) -> None:
     """uvicorn's access line (`kms serve` turns uvicorn's own off), with the request's duration."""
     if not ACCESS_LOG.isEnabledFor(logging.INFO):
         return
-    typed: Any = scope  # Starlette's Scope is a plain mapping; uvicorn's helpers take its TypedDict
+    client = scope.get("client")
+    query = scope.get("query_string", b"")
+    path = scope.get("path", "") + (f"?{query.decode('latin-1')}" if query else "")
     ACCESS_LOG.info(
         '%s - "%s %s HTTP/%s" %d',
-        get_client_addr(typed),  # uvicorn's own helpers: its line, the path quoted
-        scope["method"],
-        get_path_with_query_string(typed),
-        scope["http_version"],
+        f"{client[0]}:{client[1]}" if client else "-",
+        scope.get("method", ""),
+        path,
+        scope.get("http_version", "1.1"),
         status,
         extra={"duration_ms": round(elapsed_s * 1000, 2)},
     )
