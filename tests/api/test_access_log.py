@@ -50,3 +50,26 @@ def test_the_access_line_follows_the_response(services: Services, caplog: pytest
         "http.response.body",
         'log 127.0.0.1:5000 - "GET /api/v1/documents/d1?x=1 HTTP/1.1" 201 True',
     ]
+
+
+def test_an_asgi_client_given_as_a_list_is_logged(
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The ASGI spec allows any two-item iterable (test clients pass lists); uvicorn's own helper
+    # formats only a tuple, and a failing access line would turn the response into a 500.
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/healthz", "query_string": b"", "http_version": "1.1"}
+    with caplog.at_level(logging.INFO, logger="kms.access"):
+        asyncio.run(
+            MetricsMiddleware(_app, metrics=Metrics(services))(
+                {**scope, "client": ["10.0.0.7", 80]}, receive, send
+            )
+        )
+    assert [r.getMessage() for r in caplog.records if r.name == "kms.access"] == [
+        '10.0.0.7:80 - "GET /healthz HTTP/1.1" 201'
+    ]
