@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +34,9 @@ def _web_dir() -> Path:
 
 
 def create_app(services: Services, *, operator_token: str | None = None) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        app.state.authenticator.close()
-
     app = FastAPI(
         title="kms",
         version="0.1.0",
-        lifespan=lifespan,
         description="Knowledge management and semantic search for HQ and missions.",
     )
     app.state.services = services

@@ -11,13 +11,16 @@ bound values are passed to the driver as they are (text and integers only).
 from __future__ import annotations
 
 import functools
+import os
+import threading
+import weakref
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import ClauseElement
@@ -76,17 +79,92 @@ def driver_errors(dialect: Dialect) -> tuple[type[Exception], ...]:
 
 @contextmanager
 def driver_transaction(engine: Engine) -> Iterator[Any]:
-    """A cursor on a pooled DBAPI connection: committed when the block ends, rolled back if it raises."""
+    """A cursor on a DBAPI connection: committed when the block ends, rolled back if it raises.
+
+    On a SQLite file the connection is this thread's own (`_ThreadConnections`), else a pooled one."""
+    held = _THREAD_CONNECTIONS.for_engine(engine)
+    if held is not None:
+        yield from _transaction(held)
+        return
     connection = engine.raw_connection()
     try:
-        cursor = connection.cursor()
-        try:
-            yield cursor
-            connection.commit()
-        except BaseException:
-            connection.rollback()
-            raise
-        finally:
-            cursor.close()
+        yield from _transaction(connection)
     finally:
         connection.close()  # back to the pool
+
+
+def _transaction(connection: Any) -> Iterator[Any]:
+    cursor = connection.cursor()
+    try:
+        yield cursor
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
+    finally:
+        cursor.close()
+
+
+def is_sqlite_file(engine: Engine) -> bool:
+    url = engine.url
+    return url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+
+
+class _ThreadConnections:
+    """One DBAPI connection per (SQLite file engine, thread), held outside the engine's pool.
+
+    Every request checks its API key and appends to the audit log on the driver; on a SQLite file
+    the pool's checkout and return (connection wrapper, reset by rollback, queue) cost about as much
+    as the statements after a search has left the CPU caches cold. A held connection never waits for
+    the pool either, so an event loop may read on it. A database server keeps the pool: its
+    connections can die while idle, and the pool's ping finds them. The connections are taken from
+    the pool once (its connect hooks ran: the pragmas) and detached; `dispose()` of the engine
+    closes them all. A thread id reused after a thread ended reuses that connection, which is idle.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_engine: weakref.WeakKeyDictionary[Engine, dict[int, Any]] = weakref.WeakKeyDictionary()
+        self._inherited: list[Any] = []
+        os.register_at_fork(after_in_child=self._forget_inherited)
+
+    def _forget_inherited(self) -> None:
+        """A forked child opens its own: SQLite connections must not cross a fork. The parent's are
+        kept referenced, unused, since closing them here could disturb the parent's file locks."""
+        self._inherited.append(self._by_engine)
+        self._lock = threading.Lock()
+        self._by_engine = weakref.WeakKeyDictionary()
+
+    def for_engine(self, engine: Engine) -> Any | None:
+        held = self._by_engine.get(engine)
+        if held is None:
+            if not is_sqlite_file(engine):
+                return None
+            held = self._register(engine)
+        connection = held.get(threading.get_ident())
+        if connection is None:
+            connection = held[threading.get_ident()] = _detached(engine)
+        return connection
+
+    def _register(self, engine: Engine) -> dict[int, Any]:
+        with self._lock:
+            held = self._by_engine.get(engine)
+            if held is None:
+                held = self._by_engine[engine] = {}
+                event.listen(engine, "engine_disposed", self._close_all)
+            return held
+
+    def _close_all(self, engine: Engine) -> None:
+        held = self._by_engine.get(engine, {})
+        for connection in list(held.values()):
+            connection.close()
+        held.clear()
+
+
+def _detached(engine: Engine) -> Any:
+    pooled = engine.raw_connection()
+    pooled.detach()
+    return pooled.dbapi_connection
+
+
+_THREAD_CONNECTIONS = _ThreadConnections()

@@ -6,7 +6,6 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import SingletonThreadPool
 
 from kms.db import alert_models, job_models, network_models, security_models  # noqa: F401  (registers their tables)
 from kms.db.models import Base
@@ -46,15 +45,3 @@ def engine_of(sessions: sessionmaker[Session]) -> Engine:
     if not isinstance(bind, Engine):
         raise TypeError("the session factory is not bound to an engine")
     return bind
-
-
-def thread_reader(engine: Engine) -> Engine | None:
-    """For a SQLite file, an engine for short reads on the calling thread itself: it keeps one
-    connection per thread, so an event loop never waits for a pooled connection. None otherwise:
-    a database server may be slow to answer, and such reads belong in a worker thread."""
-    url = engine.url
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
-        return None
-    reader = create_engine(url, poolclass=SingletonThreadPool, connect_args=_SQLITE_CONNECT_ARGS)
-    event.listen(reader, "connect", _sqlite_pragmas)
-    return reader

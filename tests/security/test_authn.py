@@ -162,7 +162,6 @@ def test_the_event_loop_check_answers_like_the_threaded_one(
         users.revoke_key(session, key_id=str(users.key_id_of(key)))
         session.commit()
     assert both(key) == (None, "revoked key")
-    auth.close()
 
 
 def test_an_unknown_key_id_costs_the_same_hashing(
