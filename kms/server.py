@@ -6,6 +6,8 @@ import gc
 import json
 import logging
 import os
+import signal
+from types import FrameType
 
 import uvicorn
 
@@ -39,7 +41,30 @@ def settle_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+class _Stopped(Exception):
+    """SIGTERM reached us after uvicorn's own shutdown (it re-raises the signal it caught)."""
+
+
+def _unwind_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise _Stopped
+
+
 def run_server(settings: Settings, *, host: str, port: int) -> None:
+    """Serve until SIGINT or SIGTERM, then stop the worker and the network, close the store and
+    remove serve.json and the operator token. uvicorn stops serving on either signal and then
+    raises it again; SIGTERM's default action would end the process before any of that cleanup, so
+    it unwinds this function first and is raised again, with its default action, at the end."""
+    previous = signal.signal(signal.SIGTERM, _unwind_on_sigterm)
+    try:
+        _serve(settings, host=host, port=port)
+    except _Stopped:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.raise_signal(signal.SIGTERM)  # exit as killed by SIGTERM, as uvicorn intends
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _serve(settings: Settings, *, host: str, port: int) -> None:
     existing = running_server(settings)
     if existing is not None:
         raise StoreBusy(f"kms serve is already running for {settings.data_dir} (pid {existing['pid']})")

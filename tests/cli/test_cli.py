@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -90,8 +92,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+@contextlib.contextmanager
+def serving(tmp_path: Path) -> Iterator[tuple[Path, int, subprocess.Popen[bytes]]]:
+    """`kms serve` on a new data dir, once it answers: (data dir, port, process); SIGTERM at the end."""
     data_dir, port = tmp_path / "served", free_port()
     env = {**os.environ, "KMS_DATA_DIR": str(data_dir), "HAYSTACK_TELEMETRY_ENABLED": "False"}
     log = (tmp_path / "serve.log").open("wb")
@@ -106,11 +109,17 @@ def server(tmp_path: Path) -> Iterator[tuple[Path, int]]:
                 time.sleep(0.3)
         else:
             pytest.fail(f"kms serve did not start: {(tmp_path / 'serve.log').read_text()[-2000:]}")
-        yield data_dir, port
+        yield data_dir, port, process
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        process.wait(timeout=60)
         log.close()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[Path, int]]:
+    with serving(tmp_path) as (data_dir, port, _process):
+        yield data_dir, port
 
 
 def test_cli_through_a_running_server(server: tuple[Path, int], corpus: Path) -> None:
@@ -125,3 +134,17 @@ def test_second_server_on_same_data_dir_refuses(server: tuple[Path, int]) -> Non
     data_dir, _port = server
     result = run(data_dir, "serve", "--port", str(free_port()))
     assert result.returncode == 1 and "already running" in result.stderr
+
+
+def test_sigterm_stops_the_server_and_cleans_up(tmp_path: Path) -> None:
+    """systemd and the benchmarks stop `kms serve` with SIGTERM: the server shuts down, closes the
+    store and removes serve.json and the operator token before the signal ends it."""
+    with serving(tmp_path) as (data_dir, _port, process):
+        assert (data_dir / "serve.json").exists() and (data_dir / "serve.token").exists()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == -signal.SIGTERM
+    log = (tmp_path / "serve.log").read_text()
+    assert "Application shutdown complete" in log and "Traceback" not in log
+    assert not (data_dir / "serve.json").exists()
+    assert not (data_dir / "serve.token").exists()
+    assert run(data_dir, "stats", "--json", check=True).returncode == 0  # the store opens again
