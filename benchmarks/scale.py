@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -128,8 +128,13 @@ def real_passages(count: int) -> list[str]:
     return [passages[i % len(passages)] for i in range(count)]
 
 
+def corpus_key(texts: list[str], embedder_spec: str) -> str:
+    """What the real vectors depend on: the passages and the exact model weights."""
+    return hashlib.sha256(("\x1e".join(texts) + model_fingerprint(embedder_spec)).encode()).hexdigest()[:16]
+
+
 def real_vectors(workdir: Path, texts: list[str], embedder_spec: str) -> np.ndarray:
-    key = hashlib.sha256(("\x1e".join(texts) + model_fingerprint(embedder_spec)).encode()).hexdigest()[:16]
+    key = corpus_key(texts, embedder_spec)
     cache = workdir / f"real-{embedder_spec}-{len(texts)}-{key}.npy"
     if cache.exists():
         return np.load(cache)
@@ -221,13 +226,24 @@ class Synthetic:
 
 
 # ---- build ---------------------------------------------------------------------------------------
+def index_key(vectors_key: str, layout: CollectionLayout) -> str:
+    """A built index is reused only for the same real vectors (model build) and collection layout:
+    a marker that ignored them measured an index of an earlier model or layout."""
+    described = json.dumps(asdict(layout), sort_keys=True, default=sorted)  # sets in a stable order
+    return hashlib.sha256(f"{vectors_key}\x1e{described}".encode()).hexdigest()[:16]
+
+
 def build(
-    backend: str, data_dir: Path, size: int, corpus: Synthetic, layout: CollectionLayout
+    backend: str, data_dir: Path, size: int, corpus: Synthetic, layout: CollectionLayout, key: str
 ) -> dict[str, Any]:
+    """The index of `size` chunks in `data_dir`, built once per `key` (see `index_key`)."""
     settings = Settings(data_dir=data_dir, store=backend)
     marker = data_dir / "built.json"
     if marker.exists():
-        return dict(json.loads(marker.read_text()), cached=True)
+        built = json.loads(marker.read_text())
+        if built.get("key") == key:
+            return dict(built, cached=True)
+        log(f"{data_dir.name}: built from other vectors or another layout, building again")
     shutil.rmtree(data_dir, ignore_errors=True)
     store = open_store(settings, layout, auto_optimize=0)
     store.ensure_active("onnx-e5", 384)
@@ -242,7 +258,8 @@ def build(
     store.optimize(wait=True)
     optimize_s = time.perf_counter() - started
     store.close()
-    stats = {
+    stats: dict[str, Any] = {
+        "key": key,
         "upsert_s": round(upsert_s, 1),
         "optimize_s": round(optimize_s, 1),
         "build_s": round(upsert_s + optimize_s, 1),
@@ -511,7 +528,8 @@ def main() -> None:
     texts = real_passages(args.real)
     if args.ratio_chunks and not args.build_only:
         emit(ingestion_ratio(texts[: args.ratio_chunks], args.workdir))
-    corpus = Synthetic(texts, real_vectors(args.workdir, texts, Settings().embedder))
+    embedder = Settings().embedder
+    corpus = Synthetic(texts, real_vectors(args.workdir, texts, embedder))
     queries, warm_queries = split_queries(query_texts(200))
     layout = load_collection_layout(Settings().index_config_dir)
     variants = [("edge", "default", layout)]
@@ -528,7 +546,8 @@ def main() -> None:
                     continue
                 data_dir = args.workdir / f"{backend}-{variant}-{size}"
                 log(f"building {backend}/{variant} with {size} chunks")
-                stats = build(backend, data_dir, size, corpus, variant_layout)
+                key = index_key(corpus_key(texts, embedder), variant_layout)
+                stats = build(backend, data_dir, size, corpus, variant_layout, key)
                 if args.build_only:
                     emit(
                         {
