@@ -113,6 +113,13 @@ async def get_principal(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
+def admit_roles(principal: Principal, roles: Sequence[str], status: int = 403) -> Principal:
+    """`principal` if it is the operator or holds any of `roles`, else HTTP `status`."""
+    if principal.is_operator or any(role in principal.roles for role in roles):
+        return principal
+    raise HTTPException(status, detail="not found" if status == 404 else "forbidden")
+
+
 def require_role(*roles: str, status: int = 403) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency admitting the operator and principals holding any of `roles`.
 
@@ -120,15 +127,14 @@ def require_role(*roles: str, status: int = 403) -> Callable[[Principal], Awaita
     """
 
     async def dependency(principal: CurrentPrincipal) -> Principal:
-        if principal.is_operator or any(role in principal.roles for role in roles):
-            return principal
-        raise HTTPException(status, detail="not found" if status == 404 else "forbidden")
+        return admit_roles(principal, roles, status)
 
     dependency.__name__ = f"require_{'_or_'.join(roles)}"
     return dependency
 
 
-SearchPrincipal = Annotated[Principal, Depends(require_role("reader", "ingestor"))]
+SEARCH_ROLES = ("reader", "ingestor")
+SearchPrincipal = Annotated[Principal, Depends(require_role(*SEARCH_ROLES))]
 DocumentReader = Annotated[Principal, Depends(require_role("reader", "ingestor", status=404))]
 IngestorOrAdmin = Annotated[Principal, Depends(require_role("ingestor", "admin"))]
 AdminPrincipal = Annotated[Principal, Depends(require_role("admin"))]
@@ -155,9 +161,14 @@ class RequestAudit:
         audit.append(self.sessions, actor=self.actor, action=action, target=target, detail=detail)
 
 
-async def get_audit(request: Request, principal: CurrentPrincipal) -> RequestAudit:
+def request_audit(request: Request, principal: Principal) -> RequestAudit:
+    """The audit handle of a request whose caller `get_principal` found."""
     sessions = request.app.state.services.sessions
     return RequestAudit(sessions, str(getattr(request.state, "actor", principal.user_id)))
+
+
+async def get_audit(request: Request, principal: CurrentPrincipal) -> RequestAudit:
+    return request_audit(request, principal)
 
 
 AuditDep = Annotated[RequestAudit, Depends(get_audit)]

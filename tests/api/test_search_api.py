@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -73,6 +74,75 @@ def test_bad_queries_get_422_with_message(client: TestClient, query: str) -> Non
 )
 def test_bad_parameters_get_422(client: TestClient, body: dict[str, object]) -> None:
     assert client.post("/api/v1/search", json=body, headers=AUTH).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("content", "located"),
+    [
+        (b'{"query": "a",', "body"),  # cut off: not JSON
+        (b"", "body"),
+        (b'["a"]', "body"),  # JSON, but not an object
+        (b'{"query": "a", "k": "ten"}', "body.k"),
+        (b'{"k": 3}', "body.query"),
+    ],
+)
+def test_malformed_bodies_get_422_located_in_the_body(
+    client: TestClient, content: bytes, located: str
+) -> None:
+    headers = {**AUTH, "content-type": "application/json"}
+    response = client.post("/api/v1/search", content=content, headers=headers)
+    assert response.status_code == 422
+    locations = {".".join(str(part) for part in e["loc"]) for e in response.json()["errors"]}
+    assert located in locations, locations
+
+
+def test_oversized_body_is_413_before_it_is_read(client: TestClient) -> None:
+    from kms.api.routes.search import MAX_BODY_BYTES
+
+    padded = b'{"query": "a", "pad": "' + b"x" * MAX_BODY_BYTES + b'"}'
+    headers = {**AUTH, "content-type": "application/json"}
+    assert client.post("/api/v1/search", content=padded, headers=headers).status_code == 413
+    # no Content-Length (chunked): refused once the bytes read pass the limit, the rest never read
+    pulled, sent = 0, []
+
+    async def receive() -> dict[str, object]:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": b" " * 8192, "more_body": pulled < 64}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/search",
+        "raw_path": b"/api/v1/search",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"authorization", AUTH["authorization"].encode()),
+            (b"content-type", b"application/json"),
+        ],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+        "app": client.app,
+    }
+    asyncio.run(client.app(scope, receive, send))  # type: ignore[arg-type]
+    assert sent[0]["status"] == 413 and pulled == MAX_BODY_BYTES // 8192 + 1
+
+
+def test_openapi_documents_the_search_body_and_answer(client: TestClient) -> None:
+    operation = client.app.openapi()["paths"]["/api/v1/search"]["post"]  # type: ignore[attr-defined]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]
+    assert body["$ref"].endswith("/SearchIn")
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/SearchOut"
+    )
+    assert "422" in operation["responses"] and operation["security"] == [{"HTTPBearer": []}]
 
 
 def test_offset_pages_through_documents(client: TestClient) -> None:

@@ -1,32 +1,92 @@
-"""POST /api/v1/search (at a mission: federated with HQ, see kms/network/federation.py)."""
+"""POST /api/v1/search (at a mission: federated with HQ, see kms/network/federation.py).
+
+Every user's query comes through here, so each request is served by `serve_search`, which does by
+hand the little FastAPI's per-request machinery did for this route: `search` below declares the
+route (its OpenAPI entry and the start-up check that it authenticates come from its signature) and
+`LeanRoute` hands its requests to `serve_search`. Measured end to end at 100k chunks, paired against
+FastAPI's handler on the same requests: see `LeanRoute`.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from kms.api.deps import AuditDep, RequestAudit, SearchDep, SearchPrincipal, ServicesDep
+from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+
+from kms.api.deps import (
+    SEARCH_ROLES,
+    RequestAudit,
+    SearchPrincipal,
+    admit_roles,
+    get_principal,
+    request_audit,
+)
 from kms.api.offload import in_thread
 from kms.api.routes.federation import FederatedSearchOut, federated_out
 from kms.api.schemas import SearchIn, SearchOut, search_out_json
 from kms.domain import Principal
+from kms.errors import TooLarge
 from kms.network.runtime import federator_for
 from kms.search import SearchService
 from kms.services import Services
 
-router = APIRouter(prefix="/api/v1", tags=["search"])
+# A 5,000-character query (20 KB of UTF-8 at most) with every filter list full is under 32 KiB.
+MAX_BODY_BYTES = 64 * 1024
 _MISSION = "At a mission the body is FederatedSearchOut: `origin` on each hit and `hq_reachable`."
 
 
+class LeanRoute(APIRoute):
+    """An `APIRoute` served by `serve_search` instead of FastAPI's request handler, which solves the
+    endpoint's dependencies, decodes and validates the body and encodes the response per request:
+    0.26 ms per search end to end, with the index's time unchanged (paired A/B, 800 alternating
+    searches at 100k chunks, one client; it runs after the index has left the CPU caches cold)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        return serve_search
+
+
+async def serve_search(request: Request) -> Response:
+    """`search`'s parameters by hand: the caller (401; the operator acting as a user), its role
+    (403), the body (413 before reading past the limit, 422 as FastAPI words it)."""
+    principal = admit_roles(await get_principal(request), SEARCH_ROLES)
+    body = await _search_body(request)
+    state = request.app.state
+    audit = request_audit(request, principal)
+    return await in_thread(_search, body, principal, state.search, audit, state.services)
+
+
+async def _search_body(request: Request) -> SearchIn:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise TooLarge(f"a search body is at most {MAX_BODY_BYTES} bytes")
+    data = bytearray()
+    async for part in request.stream():
+        data += part
+        if len(data) > MAX_BODY_BYTES:
+            raise TooLarge(f"a search body is at most {MAX_BODY_BYTES} bytes")
+    try:
+        return SearchIn.model_validate_json(data)
+    except ValidationError as exc:  # located in the body, as FastAPI reports a body's errors
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors]) from None
+
+
+router = APIRouter(prefix="/api/v1", tags=["search"], route_class=LeanRoute)
+
+
 @router.post("/search", response_model=None, responses={200: {"model": SearchOut, "description": _MISSION}})
-async def search(
-    body: SearchIn, principal: SearchPrincipal, service: SearchDep, audit: AuditDep, services: ServicesDep
-) -> Response | FederatedSearchOut:
-    return await in_thread(_search, body, principal, service, audit, services)
+async def search(body: SearchIn, principal: SearchPrincipal) -> SearchOut | FederatedSearchOut:
+    """Declares the route; `serve_search` serves it, doing what these parameters say."""
+    raise AssertionError("served by serve_search")
 
 
 def _search(
     body: SearchIn, principal: Principal, service: SearchService, audit: RequestAudit, services: Services
-) -> Response | FederatedSearchOut:
+) -> Response:
     federation = federator_for(services)  # a mission serving with HQ configured; None elsewhere
     federated = federation.search(principal, body.to_domain(), service.search) if federation else None
     result = federated.result if federated is not None else service.search(principal, body.to_domain())
@@ -44,7 +104,7 @@ def _search(
         **extra,
     )
     if federated is not None:
-        return federated_out(federated)
+        return Response(federated_out(federated).model_dump_json(), media_type="application/json")
     # Serialised by pydantic straight from the dataclasses: FastAPI's generic encoder walked every
     # field again (~1-2 ms), `dataclasses.asdict` deep-copies them all (~0.3 ms).
     response = Response(search_out_json(result), media_type="application/json")
