@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import pytest
+from api_helpers import call_asgi
 from fastapi.testclient import TestClient
 
 from kms.api.app import create_app
@@ -103,36 +103,9 @@ def test_oversized_body_is_413_before_it_is_read(client: TestClient) -> None:
     headers = {**AUTH, "content-type": "application/json"}
     assert client.post("/api/v1/search", content=padded, headers=headers).status_code == 413
     # no Content-Length (chunked): refused once the bytes read pass the limit, the rest never read
-    pulled, sent = 0, []
-
-    async def receive() -> dict[str, object]:
-        nonlocal pulled
-        pulled += 1
-        return {"type": "http.request", "body": b" " * 8192, "more_body": pulled < 64}
-
-    async def send(message: dict[str, object]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/api/v1/search",
-        "raw_path": b"/api/v1/search",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"authorization", AUTH["authorization"].encode()),
-            (b"content-type", b"application/json"),
-        ],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-        "app": client.app,
-    }
-    asyncio.run(client.app(scope, receive, send))  # type: ignore[arg-type]
-    assert sent[0]["status"] == 413 and pulled == MAX_BODY_BYTES // 8192 + 1
+    chunks = iter([b" " * 8192] * 64)
+    status, _body, pulled = call_asgi(client.app, "POST", "/api/v1/search", headers, chunks)
+    assert status == 413 and pulled == MAX_BODY_BYTES // 8192 + 1
 
 
 def test_openapi_documents_the_search_body_and_answer(client: TestClient) -> None:
