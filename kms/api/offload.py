@@ -43,7 +43,7 @@ class LastIdleFirst(Executor):
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []  # a stack: the last to go idle is taken first
         self._backlog: deque[_Job] = deque()
-        self._started = 0
+        self._threads: list[threading.Thread] = []
         self._shut = False
 
     def submit(self, fn: Callable[..., _R], /, *args: Any, **kwargs: Any) -> Future[_R]:
@@ -54,12 +54,19 @@ class LastIdleFirst(Executor):
                 raise RuntimeError("cannot submit after shutdown")
             if self._idle:
                 self._idle.pop().give(job)
-            elif self._started < self._size:
-                self._started += 1
-                _Worker(self, f"{self._name}-{self._started}").give(job)
+            elif len(self._threads) < self._size:
+                worker = _Worker(self, f"{self._name}-{len(self._threads) + 1}")
+                self._threads.append(worker.thread)
+                worker.give(job)
             else:
                 self._backlog.append(job)
         return future
+
+    @property
+    def idle(self) -> int:
+        """Threads waiting for a call."""
+        with self._lock:
+            return len(self._idle)
 
     def next_job(self, worker: _Worker) -> _Job | None:
         """What a worker that finished a call runs next: the oldest call waiting, else nothing (it
@@ -82,6 +89,10 @@ class LastIdleFirst(Executor):
                     self._backlog.popleft()[1].cancel()
         for worker in idle:
             worker.give(None)
+        if wait:  # busy threads finish their call and what waits, then stop
+            for thread in self._threads:
+                if thread is not threading.current_thread():
+                    thread.join()
 
 
 class _Worker:
@@ -91,7 +102,8 @@ class _Worker:
         self._ready = threading.Semaphore(0)
         # A daemon: a call still running at exit does not hold the process (uvicorn has already
         # waited for the requests in flight).
-        threading.Thread(target=self._run, name=name, daemon=True).start()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
 
     def give(self, job: _Job | None) -> None:
         self._jobs.append(job)

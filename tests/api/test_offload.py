@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import threading
+import time
 
 import pytest
 
@@ -59,6 +60,13 @@ def _burst(pool: LastIdleFirst, size: int) -> set[str]:
     return {future.result(timeout=10) for future in [pool.submit(meet) for _ in range(size)]}
 
 
+def _wait_until_idle(pool: LastIdleFirst, threads: int) -> None:
+    deadline = time.monotonic() + 10
+    while pool.idle < threads:
+        assert time.monotonic() < deadline, f"{pool.idle} of {threads} threads idle"
+        time.sleep(0.001)
+
+
 def _name() -> str:
     return threading.current_thread().name
 
@@ -69,6 +77,7 @@ def test_after_a_burst_one_client_stays_on_one_thread() -> None:
     pool = LastIdleFirst(size=8, name="t")
     try:
         assert len(_burst(pool, 8)) == 8
+        _wait_until_idle(pool, 8)  # a result is set before its thread goes idle again
         last = pool.submit(_name).result(timeout=10)
         assert {pool.submit(_name).result(timeout=10) for _ in range(20)} == {last}
     finally:
@@ -105,9 +114,13 @@ def test_results_and_errors_reach_the_caller_and_shutdown_stops_it() -> None:
     assert pool.submit(divmod, 17, 5).result(timeout=10) == (3, 2)
     with pytest.raises(ZeroDivisionError):
         pool.submit(divmod, 1, 0).result(timeout=10)
-    thread = next(t for t in threading.enumerate() if t.name == "t-1")
-    pool.shutdown()
-    thread.join(timeout=10)
-    assert not thread.is_alive()
+    gate = threading.Event()
+    busy = pool.submit(gate.wait, 10)
+    waiting = pool.submit(divmod, 9, 2)  # the second thread is started for it, or runs it after
+    threads = [t for t in threading.enumerate() if t.name in ("t-1", "t-2")]
+    threading.Timer(0.2, gate.set).start()
+    pool.shutdown()  # waits: the busy call and the one waiting finish, then every thread stops
+    assert busy.result(timeout=0) is True and waiting.result(timeout=0) == (4, 1)
+    assert threads and not any(t.is_alive() for t in threads)
     with pytest.raises(RuntimeError, match="after shutdown"):
         pool.submit(_name)
