@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import queue
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -98,19 +99,17 @@ class LastIdleFirst(Executor):
 class _Worker:
     def __init__(self, pool: LastIdleFirst, name: str) -> None:
         self._pool = pool
-        self._jobs: deque[_Job | None] = deque()
-        self._ready = threading.Semaphore(0)
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # one at a time, or None: stop
         # A daemon: a call still running at exit does not hold the process (uvicorn has already
         # waited for the requests in flight).
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.thread.start()
 
     def give(self, job: _Job | None) -> None:
-        self._jobs.append(job)
-        self._ready.release()
+        self._jobs.put(job)
 
     def _run(self) -> None:
-        job = self._take()
+        job = self._jobs.get()
         while job is not None:
             call, future = job
             if future.set_running_or_notify_cancel():
@@ -118,11 +117,7 @@ class _Worker:
                     future.set_result(call())
                 except BaseException as exc:  # handed to the awaiting route, as an executor does
                     future.set_exception(exc)
-            job = self._pool.next_job(self) or self._take()
-
-    def _take(self) -> _Job | None:
-        self._ready.acquire()
-        return self._jobs.popleft()
+            job = self._pool.next_job(self) or self._jobs.get()
 
 
 # As many threads as anyio lends FastAPI's sync routes by default: searches wait on the embedder and
