@@ -27,7 +27,6 @@ import random
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
@@ -47,6 +46,7 @@ from benchmarks.common import (
     create_users_with_keys,
     emit,
     kms_server,
+    median_ratio_interval,
     memory_limited,
     percentiles,
 )
@@ -274,22 +274,16 @@ def build(
 
 # ---- measure -------------------------------------------------------------------------------------
 def run_concurrently(call: Any, items: list[Any], clients: int) -> tuple[list[float], int]:
-    samples: list[float] = []
-    errors = 0
-    lock = threading.Lock()
+    """The latency of each call in ms, in the order of `items`, and how many calls failed."""
 
-    def one(item: Any) -> None:
-        nonlocal errors
+    def one(item: Any) -> tuple[float, bool]:
         started = time.perf_counter()
         ok = call(item)
-        elapsed = (time.perf_counter() - started) * 1000
-        with lock:
-            samples.append(elapsed)
-            errors += 0 if ok else 1
+        return (time.perf_counter() - started) * 1000, bool(ok)
 
     with ThreadPoolExecutor(max_workers=clients) as pool:
-        list(pool.map(one, items))
-    return samples, errors
+        timed = list(pool.map(one, items))
+    return [elapsed for elapsed, _ in timed], sum(1 for _, ok in timed if not ok)
 
 
 def workload(texts: list[str], count: int, seed: int) -> list[tuple[str, str]]:
@@ -367,38 +361,26 @@ def measure_http(
         client = LoopbackClient(base)
         # The server's own timings of each request (Server-Timing): the query embedding, + the
         # candidate query, + every other store call (the page's payloads), and the whole search.
-        timed: dict[str, list[float]] = {"embed": [], "retrieve": [], "index": [], "search": []}
-        headers_seen: list[str] = []  # parsed after each cell: the client's work is in the samples
+        headers_seen: dict[int, str] = {}  # by request, parsed after each cell (not in the samples)
 
-        def call(item: tuple[str, str], mode: str) -> bool:
-            text, user = item
+        def call(numbered: tuple[int, tuple[str, str]], mode: str) -> bool:
+            number, (text, user) = numbered
             status, headers, _body = client.post_json(
                 "/api/v1/search",
                 {"query": text[:1000], "mode": mode, "k": 10},
                 {"authorization": f"Bearer {keys[user]}"},
             )
-            headers_seen.append(headers.get("server-timing", ""))
+            headers_seen[number] = headers.get("server-timing", "")
             return status == 200
 
-        def collect_timings() -> None:
-            for header in headers_seen:
-                timing = server_timing(header)
-                for name, samples in timed.items():
-                    if name in timing:
-                        samples.append(timing[name])
-            headers_seen.clear()
-
-        for mode, item in warm_up_workload(warm_texts, count):
-            call(item, mode)
-        headers_seen.clear()
+        for number, (mode, item) in enumerate(warm_up_workload(warm_texts, count)):
+            call((number, item), mode)
         peak = rss_mb(pid)
         for mode in MODES:
             for clients in (1, 8):
-                items = workload(texts, count, len(mode) * 10 + clients)
-                for samples in timed.values():
-                    samples.clear()
+                items = list(enumerate(workload(texts, count, len(mode) * 10 + clients)))
+                headers_seen.clear()
                 samples, errors = run_concurrently(lambda i, m=mode: call(i, m), items, clients)
-                collect_timings()
                 peak = max(peak, rss_mb(pid))
                 cell = results[f"{mode}/c{clients}"] = {
                     **percentiles(samples),
@@ -406,21 +388,33 @@ def measure_http(
                     "n": len(samples),
                     "error_rate": round(errors / len(samples), 4),
                 }
-                for name, samples in timed.items():  # the same requests, timed in the server
-                    if not samples:
-                        continue
-                    inside = percentiles(samples)
-                    cell[f"server_{name}_p50_ms"] = inside["p50_ms"]
-                    cell[f"server_{name}_p95_ms"] = inside["p95_ms"]
-                    if name != "embed":  # (0 in sparse mode: nothing to divide by)
-                        cell[f"over_server_{name}_p50"] = round(cell["p50_ms"] / inside["p50_ms"], 3)
-                        cell[f"over_server_{name}_p95"] = round(cell["p95_ms"] / inside["p95_ms"], 3)
+                timings = [server_timing(headers_seen.get(number, "")) for number, _ in items]
+                cell.update(inside_figures(samples, timings))
         results["server_rss_mb"] = peak
         results["server_rss_parts"] = rss_parts_mb(pid)  # at the end of the run
         if cgroup is not None:
             results["memory_limit_mb"] = memory_limit_mb
             results["cgroup_peak_mb"] = cgroup.peak_mb()  # anonymous memory + page cache
     return results
+
+
+def inside_figures(samples: list[float], timings: list[dict[str, float]]) -> dict[str, Any]:
+    """The server's own p50/p95 of each timing of the requests in `samples` (their latencies at the
+    client, in the same order), and each latency percentile divided by the server's: `over_server_*`,
+    with a 95 % bootstrap interval of the p50 ratio over the pairs (`_p50_ci95`)."""
+    figures: dict[str, Any] = {}
+    for name in ("embed", "retrieve", "index", "search"):
+        pairs = [(at, timing[name]) for at, timing in zip(samples, timings, strict=True) if name in timing]
+        if not pairs:
+            continue
+        outside, inside = percentiles([p[0] for p in pairs]), percentiles([p[1] for p in pairs])
+        figures[f"server_{name}_p50_ms"] = inside["p50_ms"]
+        figures[f"server_{name}_p95_ms"] = inside["p95_ms"]
+        if name != "embed" and inside["p50_ms"] > 0:  # (0 in sparse mode: nothing to divide by)
+            figures[f"over_server_{name}_p50"] = round(outside["p50_ms"] / inside["p50_ms"], 3)
+            figures[f"over_server_{name}_p95"] = round(outside["p95_ms"] / inside["p95_ms"], 3)
+            figures[f"over_server_{name}_p50_ci95"] = median_ratio_interval(*zip(*pairs, strict=True))
+    return figures
 
 
 def server_timing(header: str) -> dict[str, float]:
