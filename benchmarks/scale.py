@@ -407,13 +407,14 @@ def inside_figures(samples: list[float], timings: list[dict[str, float]]) -> dic
         pairs = [(at, timing[name]) for at, timing in zip(samples, timings, strict=True) if name in timing]
         if not pairs:
             continue
-        outside, inside = percentiles([p[0] for p in pairs]), percentiles([p[1] for p in pairs])
+        latencies, server_times = (list(column) for column in zip(*pairs, strict=True))
+        outside, inside = percentiles(latencies), percentiles(server_times)
         figures[f"server_{name}_p50_ms"] = inside["p50_ms"]
         figures[f"server_{name}_p95_ms"] = inside["p95_ms"]
         if name != "embed" and inside["p50_ms"] > 0:  # (0 in sparse mode: nothing to divide by)
             figures[f"over_server_{name}_p50"] = round(outside["p50_ms"] / inside["p50_ms"], 3)
             figures[f"over_server_{name}_p95"] = round(outside["p95_ms"] / inside["p95_ms"], 3)
-            figures[f"over_server_{name}_p50_ci95"] = median_ratio_interval(*zip(*pairs, strict=True))
+            figures[f"over_server_{name}_p50_ci95"] = median_ratio_interval(latencies, server_times)
     return figures
 
 
