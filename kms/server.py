@@ -16,6 +16,7 @@ from ingest.worker import Worker
 from kms.api.app import create_app
 from kms.cli.backend import running_server
 from kms.config import Settings
+from kms.db.checkpoint import start_wal_checkpoints
 from kms.errors import StoreBusy
 from kms.logging import configure_logging, wants_json
 from kms.network.runtime import start as start_network
@@ -70,6 +71,8 @@ def _serve(settings: Settings, *, host: str, port: int) -> None:
         raise StoreBusy(f"kms serve is already running for {settings.data_dir} (pid {existing['pid']})")
     configure_logging(json_lines=wants_json(settings.log_format, service=True), level=settings.log_level)
     services = Services.open(settings)
+    # Before any other thread holds a connection: requests' commits no longer checkpoint the log.
+    checkpoints = start_wal_checkpoints(services.engine)
     token = write_operator_token(settings.token_file)
     settings.serve_file.write_text(
         json.dumps({"pid": os.getpid(), "port": port, "host": host}), encoding="utf-8"
@@ -100,4 +103,6 @@ def _serve(settings: Settings, *, host: str, port: int) -> None:
             thread.join(timeout=max(30.0, settings.job_lease_s))
         settings.serve_file.unlink(missing_ok=True)
         settings.token_file.unlink(missing_ok=True)
+        if checkpoints is not None:
+            checkpoints.stop()
         services.close()

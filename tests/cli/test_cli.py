@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlite_files import audit_records_in_file_alone
 
 KMS = [sys.executable, "-m", "kms.cli.main"]
 DOC = "Số: 12/NQ-CP\nNghị quyết về hợp tác kinh tế số với Nhật Bản.\n\nĐiều 1. Mục tiêu\nThúc đẩy thương mại điện tử."
@@ -148,3 +149,17 @@ def test_sigterm_stops_the_server_and_cleans_up(tmp_path: Path) -> None:
     assert not (data_dir / "serve.json").exists()
     assert not (data_dir / "serve.token").exists()
     assert run(data_dir, "stats", "--json", check=True).returncode == 0  # the store opens again
+
+
+def test_the_server_checkpoints_its_log_off_the_requests(server: tuple[Path, int], tmp_path: Path) -> None:
+    """Each refused credential is audited by the request; within seconds the database file alone
+    (without its write-ahead log) holds those records: `kms serve` checkpoints on a thread of its
+    own, where SQLite would have waited for the log to reach 1,000 pages and made a request do it."""
+    data_dir, port = server
+    for _ in range(30):
+        response = httpx.get(f"http://127.0.0.1:{port}/api/v1/me", headers={"authorization": "Bearer nope"})
+        assert response.status_code == 401
+    deadline = time.monotonic() + 30
+    while audit_records_in_file_alone(data_dir / "kms.sqlite3", tmp_path, "auth.failure") < 30:
+        assert time.monotonic() < deadline, "the log was not checkpointed"
+        time.sleep(0.2)

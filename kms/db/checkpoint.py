@@ -1,0 +1,94 @@
+"""Checkpoints of a SQLite file's write-ahead log on a thread of their own, for `kms serve`.
+
+SQLite copies its log back into the database file when a commit brings the log past
+`wal_autocheckpoint` pages (1,000 by default), inside the committing call. In `kms serve` that call
+is nearly always a request's: every search appends to the audit log (a few pages), so about one
+search in two hundred also did the checkpoint, and its append took several times its usual time
+(`benchmarks/audit_append.py`). `start_wal_checkpoints` moves that work to a thread that checkpoints
+every second without blocking readers or writers (PASSIVE), and raises the limit at which a commit
+still checkpoints itself to `FALLBACK_PAGES`: should the thread stop or fall behind, the log stays
+bounded as before, only larger. A log's frames are durable once committed, whether or not they
+were checkpointed, so a crash between checkpoints loses nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from sqlalchemy import Engine, event
+
+from kms.db.driver import is_sqlite_file
+
+__all__ = ["FALLBACK_PAGES", "WalCheckpointer", "start_wal_checkpoints"]
+
+log = logging.getLogger(__name__)
+
+# 4 KiB pages: a log of at most ~40 MB if the thread stops, against ~4 MB with SQLite's default.
+FALLBACK_PAGES = 10_000
+INTERVAL_S = 1.0
+CATCH_UP_PASSES = 4
+
+
+class WalCheckpointer:
+    """A daemon thread checkpointing `engine`'s log every `interval_s` on a connection of its own."""
+
+    def __init__(self, engine: Engine, interval_s: float = INTERVAL_S) -> None:
+        self.engine = engine
+        self.interval_s = interval_s
+        self.checkpoints = 0  # completed runs (whatever they found to copy)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="kms-wal-checkpoint", daemon=True)
+
+    def start(self) -> WalCheckpointer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        pooled = self.engine.raw_connection()
+        pooled.detach()  # held for the thread's life, outside the engine's pool
+        connection: Any = pooled.dbapi_connection
+        try:
+            while not self._stop.wait(self.interval_s):
+                self._checkpoint(connection)
+        finally:
+            connection.close()
+
+    def _checkpoint(self, connection: Any) -> None:
+        """Copy the log into the file, and again while commits added to it meanwhile: only a log
+        copied to its end is started over by the next commit, else it grows on (to the fallback)."""
+        try:
+            seen = -1
+            for _ in range(CATCH_UP_PASSES):
+                _busy, frames, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if frames == seen:  # nothing was added during the last pass
+                    break
+                seen = frames
+        except Exception as exc:  # a locked or vanished file: commits still checkpoint at the fallback
+            log.warning("WAL checkpoint failed: %s", exc)
+        else:
+            self.checkpoints += 1
+
+
+def _fallback_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA wal_autocheckpoint={FALLBACK_PAGES}")
+    cursor.close()
+
+
+def start_wal_checkpoints(engine: Engine, interval_s: float = INTERVAL_S) -> WalCheckpointer | None:
+    """Checkpoint `engine`'s log on a thread from now on; None for a database that is not a SQLite
+    file (a server checkpoints on its own). Call it before the engine's connections are shared
+    with other threads: it closes the ones open now, so that every connection opened from here on
+    leaves checkpoints to the thread."""
+    if not is_sqlite_file(engine):
+        return None
+    event.listen(engine, "connect", _fallback_autocheckpoint)
+    engine.dispose()  # pooled and per-thread connections (kms.db.driver) reopen with the pragma
+    return WalCheckpointer(engine, interval_s).start()
