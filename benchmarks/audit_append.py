@@ -72,7 +72,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="kms-audit-bench-") as work:
         files = {"in_commit": Path(work) / "in_commit.db", "background": Path(work) / "background.db"}
         engines = {name: make_engine(f"sqlite:///{path}") for name, path in files.items()}
-        checkpointer = start_wal_checkpoints(engines["background"])
+        checkpointer = start_wal_checkpoints(engines["background"], writers=audit.APPEND_LOCK)  # as kms serve
         variants = {name: make_session_factory(engine) for name, engine in engines.items()}
         samples: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(50):  # connections opened, statements compiled

@@ -20,6 +20,7 @@ from kms.db.checkpoint import start_wal_checkpoints
 from kms.errors import StoreBusy
 from kms.logging import configure_logging, wants_json
 from kms.network.runtime import start as start_network
+from kms.security import audit
 from kms.security.authn import write_operator_token
 from kms.services import Services
 from kms.warmup import warm_up
@@ -72,7 +73,7 @@ def _serve(settings: Settings, *, host: str, port: int) -> None:
     configure_logging(json_lines=wants_json(settings.log_format, service=True), level=settings.log_level)
     services = Services.open(settings)
     # Before any other thread holds a connection: requests' commits no longer checkpoint the log.
-    checkpoints = start_wal_checkpoints(services.engine)
+    checkpoints = start_wal_checkpoints(services.engine, writers=audit.APPEND_LOCK)
     token = write_operator_token(settings.token_file)
     settings.serve_file.write_text(
         json.dumps({"pid": os.getpid(), "port": port, "host": host}), encoding="utf-8"

@@ -5,7 +5,8 @@ SQLite copies its log back into the database file when a commit brings the log p
 is nearly always a request's: every search appends to the audit log (a few pages), so about one
 search in two hundred also did the checkpoint, and its append took several times its usual time
 (`benchmarks/audit_append.py`). `start_wal_checkpoints` moves that work to a thread that checkpoints
-every second without blocking readers or writers (PASSIVE), and raises the limit at which a commit
+every second without waiting for readers or writers (PASSIVE; only its short last pass holds the
+audit appends' lock, see `WalCheckpointer._checkpoint`), and raises the limit at which a commit
 still checkpoints itself to `FALLBACK_PAGES`: should the thread stop or fall behind, the log stays
 bounded as before, only larger. A log's frames are durable once committed, whether or not they
 were checkpointed, so a crash between checkpoints loses nothing.
@@ -13,8 +14,10 @@ were checkpointed, so a crash between checkpoints loses nothing.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import Engine, event
@@ -28,15 +31,21 @@ log = logging.getLogger(__name__)
 # 4 KiB pages: a log of at most ~40 MB if the thread stops, against ~4 MB with SQLite's default.
 FALLBACK_PAGES = 10_000
 INTERVAL_S = 1.0
-CATCH_UP_PASSES = 4
 
 
 class WalCheckpointer:
-    """A daemon thread checkpointing `engine`'s log every `interval_s` on a connection of its own."""
+    """A daemon thread checkpointing `engine`'s log every `interval_s` on a connection of its own;
+    `writers`: a lock the process's frequent writers commit under (the audit log's appends)."""
 
-    def __init__(self, engine: Engine, interval_s: float = INTERVAL_S) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        interval_s: float = INTERVAL_S,
+        writers: AbstractContextManager[Any] | None = None,
+    ) -> None:
         self.engine = engine
         self.interval_s = interval_s
+        self.writers = writers if writers is not None else contextlib.nullcontext()
         self.checkpoints = 0  # completed runs (whatever they found to copy)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kms-wal-checkpoint", daemon=True)
@@ -61,15 +70,13 @@ class WalCheckpointer:
             connection.close()
 
     def _checkpoint(self, connection: Any) -> None:
-        """Copy the log into the file, and again while commits added to it meanwhile: only a log
-        copied to its end is started over by the next commit, else it grows on (to the fallback)."""
+        """Copy the log into the file beside the writers, then what they added meanwhile while
+        `writers` is held (a short pass): SQLite starts a log over only if it was copied to its
+        end when the next commit comes, else it grows on, to the fallback."""
         try:
-            seen = -1
-            for _ in range(CATCH_UP_PASSES):
-                _busy, frames, _copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                if frames == seen:  # nothing was added during the last pass
-                    break
-                seen = frames
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            with self.writers:
+                connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         except Exception as exc:  # a locked or vanished file: commits still checkpoint at the fallback
             log.warning("WAL checkpoint failed: %s", exc)
         else:
@@ -82,7 +89,9 @@ def _fallback_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def start_wal_checkpoints(engine: Engine, interval_s: float = INTERVAL_S) -> WalCheckpointer | None:
+def start_wal_checkpoints(
+    engine: Engine, interval_s: float = INTERVAL_S, *, writers: AbstractContextManager[Any] | None = None
+) -> WalCheckpointer | None:
     """Checkpoint `engine`'s log on a thread from now on; None for a database that is not a SQLite
     file (a server checkpoints on its own). Call it before the engine's connections are shared
     with other threads: it closes the ones open now, so that every connection opened from here on
@@ -91,4 +100,4 @@ def start_wal_checkpoints(engine: Engine, interval_s: float = INTERVAL_S) -> Wal
         return None
     event.listen(engine, "connect", _fallback_autocheckpoint)
     engine.dispose()  # pooled and per-thread connections (kms.db.driver) reopen with the pragma
-    return WalCheckpointer(engine, interval_s).start()
+    return WalCheckpointer(engine, interval_s, writers).start()

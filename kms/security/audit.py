@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 GENESIS = "0" * 64
 _HEAD_ID = 1
-_LOCK = threading.Lock()
+# Held by each append in this process; `kms serve`'s log checkpoints take it for their last pass.
+APPEND_LOCK = threading.Lock()
 _ATTEMPTS = 20
 SessionFactory = sessionmaker[Session]
 
@@ -147,7 +148,7 @@ def append(
     actor, target = actor[:300], (target[:300] if target is not None else None)
     engine = engine_of(sessions)
     retry_on: tuple[type[Exception], ...] = (IntegrityError, OperationalError, *driver_errors(engine.dialect))
-    with _LOCK:
+    with APPEND_LOCK:
         for attempt in range(_ATTEMPTS):
             try:
                 return _append_once(engine, actor, action, target, detail_text, detail_value)

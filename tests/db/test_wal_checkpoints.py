@@ -80,6 +80,23 @@ def test_the_thread_copies_the_log_into_the_file(engine: Engine, db_file: Path, 
         assert audit.verify(session).ok
 
 
+def test_a_last_pass_under_the_writers_lock_lets_the_log_start_over(engine: Engine, db_file: Path) -> None:
+    """Appends every millisecond, as under load: a pass beside them never finds the log copied to
+    its end (they add to it meanwhile), so SQLite would never start it over and it would grow to the
+    fallback; the last pass holds the appends' lock, and the log stays a few intervals' worth."""
+    checkpointer = start_wal_checkpoints(engine, interval_s=0.1, writers=audit.APPEND_LOCK)
+    assert checkpointer is not None
+    sessions = make_session_factory(engine)
+    try:
+        for n in range(1500):  # ~7,500 pages of log in all
+            audit.append(sessions, actor="alice", action="search", detail={"query": f"q{n}"})
+            time.sleep(0.001)
+    finally:
+        checkpointer.stop()
+    assert checkpointer.checkpoints >= 2
+    assert log_frames(db_file) < SQLITE_DEFAULT_AUTOCHECKPOINT
+
+
 def test_a_stopped_thread_leaves_the_log_bounded_by_the_fallback(
     engine: Engine, db_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
