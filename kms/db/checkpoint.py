@@ -60,7 +60,15 @@ class WalCheckpointer:
             self._thread.join(timeout=30)
 
     def _run(self) -> None:
-        pooled = self.engine.raw_connection()
+        try:
+            pooled = self.engine.raw_connection()
+        except Exception as exc:  # said once; commits checkpoint at the fallback from now on
+            log.warning(
+                "no WAL checkpoints on a thread (commits do them at %d pages): %s",
+                FALLBACK_PAGES,
+                exc,
+            )
+            return
         pooled.detach()  # held for the thread's life, outside the engine's pool
         connection: Any = pooled.dbapi_connection
         try:

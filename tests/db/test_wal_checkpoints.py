@@ -3,6 +3,7 @@ commit that happens to fill it (a request's audit append), and stays bounded if 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -107,6 +108,24 @@ def test_a_stopped_thread_leaves_the_log_bounded_by_the_fallback(
     append_records(engine, 600)
     assert log_frames(db_file) < 400
     assert audit_records_in_file_alone(db_file, tmp_path) > 500  # all but the log's last few hundred pages
+
+
+def test_a_thread_that_cannot_open_the_file_says_so_and_ends(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    engine = make_engine(f"sqlite:///{folder / 'registry.sqlite3'}")
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()  # SQLite cannot create the file again
+    with caplog.at_level(logging.WARNING, logger="kms.db.checkpoint"):
+        checkpointer = start_wal_checkpoints(engine, interval_s=0.01)
+        assert checkpointer is not None
+        checkpointer.stop()
+    assert checkpointer.checkpoints == 0
+    assert "no WAL checkpoints on a thread" in caplog.text
+    engine.dispose()
 
 
 def test_a_database_that_is_not_a_sqlite_file_gets_no_thread() -> None:
