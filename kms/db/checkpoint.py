@@ -17,12 +17,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import Engine, event
 
-from kms.db.driver import is_sqlite_file
+from kms.db.driver import detached_connection, is_sqlite_file
 
 __all__ = ["FALLBACK_PAGES", "WalCheckpointer", "start_wal_checkpoints"]
 
@@ -41,7 +40,7 @@ class WalCheckpointer:
         self,
         engine: Engine,
         interval_s: float = INTERVAL_S,
-        writers: AbstractContextManager[Any] | None = None,
+        writers: contextlib.AbstractContextManager[Any] | None = None,
     ) -> None:
         self.engine = engine
         self.interval_s = interval_s
@@ -61,7 +60,7 @@ class WalCheckpointer:
 
     def _run(self) -> None:
         try:
-            pooled = self.engine.raw_connection()
+            connection = detached_connection(self.engine)  # held for the thread's life
         except Exception as exc:  # said once; commits checkpoint at the fallback from now on
             log.warning(
                 "no WAL checkpoints on a thread (commits do them at %d pages): %s",
@@ -69,8 +68,6 @@ class WalCheckpointer:
                 exc,
             )
             return
-        pooled.detach()  # held for the thread's life, outside the engine's pool
-        connection: Any = pooled.dbapi_connection
         try:
             while not self._stop.wait(self.interval_s):
                 self._checkpoint(connection)
@@ -98,7 +95,10 @@ def _fallback_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
 
 
 def start_wal_checkpoints(
-    engine: Engine, interval_s: float = INTERVAL_S, *, writers: AbstractContextManager[Any] | None = None
+    engine: Engine,
+    interval_s: float = INTERVAL_S,
+    *,
+    writers: contextlib.AbstractContextManager[Any] | None = None,
 ) -> WalCheckpointer | None:
     """Checkpoint `engine`'s log on a thread from now on; None for a database that is not a SQLite
     file (a server checkpoints on its own). Call it before the engine's connections are shared

@@ -143,7 +143,7 @@ class _ThreadConnections:
             held = self._register(engine)
         connection = held.get(threading.get_ident())
         if connection is None:
-            connection = held[threading.get_ident()] = _detached(engine)
+            connection = held[threading.get_ident()] = detached_connection(engine)
         return connection
 
     def _register(self, engine: Engine) -> dict[int, Any]:
@@ -161,7 +161,9 @@ class _ThreadConnections:
         held.clear()
 
 
-def _detached(engine: Engine) -> Any:
+def detached_connection(engine: Engine) -> Any:
+    """A DBAPI connection of `engine`'s, opened by its pool (so its connect hooks ran) and then taken
+    out of it: the caller holds it and closes it."""
     pooled = engine.raw_connection()
     pooled.detach()
     return pooled.dbapi_connection
